@@ -1,0 +1,356 @@
+//! The agent's configuration: every environment variable is read here, once, at start-up,
+//! into [`Config`]. A missing or bad value stops start-up with a message naming it.
+
+use crate::error::AgentError;
+use shared_protocol::ids::validate_agent_name;
+use shared_protocol::AgentName;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the spec tells people to mount the manifest; used when it exists and
+/// MANIFEST_PATH is not set.
+pub const DOCKER_MANIFEST_PATH: &str = "/agent/script_manifest.json";
+/// The PATH scripts get when the agent itself has none.
+pub const FALLBACK_SCRIPT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const API_KEY_PREFIX: &str = "sm_live_";
+
+/// The API key the agent authenticates with. Its `Debug` never shows the secret so that
+/// logging a `Config` cannot leak it.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// The raw key, for the Authorization header and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKey({API_KEY_PREFIX}…)")
+    }
+}
+
+/// The part of the agent's own environment that scripts inherit; everything else
+/// (API_KEY above all) is withheld from them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptBaseEnv {
+    pub path: String,
+    pub home: String,
+    pub lang: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub agent_name: AgentName,
+    /// Without a trailing slash, so endpoint paths can be appended.
+    pub orchestrator_url: String,
+    pub api_key: ApiKey,
+    pub bind_host: IpAddr,
+    /// 0 lets the OS pick a free port.
+    pub port: u16,
+    pub heartbeat_interval: Duration,
+    pub scripts_dir: PathBuf,
+    pub manifest_path: PathBuf,
+    pub tags: Vec<String>,
+    pub max_concurrent_jobs: usize,
+    pub spool_dir: PathBuf,
+    pub default_job_timeout: Duration,
+    /// Per stream: stdout and stderr are each capped at this many bytes.
+    pub output_limit_bytes: usize,
+    pub kill_grace: Duration,
+    pub poll_wait: Duration,
+    pub script_env: ScriptBaseEnv,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, AgentError> {
+        Config::from_lookup(|name| match std::env::var(name) {
+            Ok(value) => Ok(Some(value)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err("is not valid UTF-8".to_owned()),
+        })
+    }
+
+    /// Reads variables from a map instead of the environment (tests, embedding).
+    pub fn from_map(vars: &std::collections::HashMap<String, String>) -> Result<Config, AgentError> {
+        Config::from_lookup(|name| Ok(vars.get(name).cloned()))
+    }
+
+    fn from_lookup(
+        lookup: impl Fn(&str) -> Result<Option<String>, String>,
+    ) -> Result<Config, AgentError> {
+        let vars = Vars { lookup };
+
+        let agent_name = vars.required("AGENT_NAME")?;
+        validate_agent_name(&agent_name).map_err(|message| invalid("AGENT_NAME", message))?;
+
+        let orchestrator_url = parse_orchestrator_url(&vars.required("ORCHESTRATOR_URL")?)?;
+
+        let api_key = vars.required("API_KEY")?;
+        if !api_key.starts_with(API_KEY_PREFIX) || api_key.len() == API_KEY_PREFIX.len() {
+            // The value itself is never echoed: it may be a real secret with a typo.
+            return Err(invalid(
+                "API_KEY",
+                format!("must be a ScriptMesh API key starting with {API_KEY_PREFIX}"),
+            ));
+        }
+
+        let bind_host = match vars.optional("AGENT_BIND_HOST")? {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(host) => host.parse().map_err(|_| {
+                invalid(
+                    "AGENT_BIND_HOST",
+                    format!("{host:?} is not an IP address (for example 0.0.0.0 or 127.0.0.1)"),
+                )
+            })?,
+        };
+        let port = vars.number("AGENT_PORT", 8001, 0, u16::MAX as u64)? as u16;
+        let heartbeat_interval = Duration::from_secs(vars.number("HEARTBEAT_INTERVAL", 60, 1, 3600)?);
+
+        let scripts_dir = PathBuf::from(vars.optional("SCRIPTS_DIR")?.unwrap_or_else(|| "/scripts".into()));
+        let manifest_path = match vars.optional("MANIFEST_PATH")? {
+            Some(path) => PathBuf::from(path),
+            None if Path::new(DOCKER_MANIFEST_PATH).is_file() => PathBuf::from(DOCKER_MANIFEST_PATH),
+            None => scripts_dir.join("script_manifest.json"),
+        };
+
+        let tags = vars
+            .optional("AGENT_TAGS")?
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|tag| !tag.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let max_concurrent_jobs = vars.number("MAX_CONCURRENT_JOBS", 4, 1, 256)? as usize;
+        let spool_dir = PathBuf::from(
+            vars.optional("SPOOL_DIR")?
+                .unwrap_or_else(|| "./scriptmesh-agent-spool".into()),
+        );
+        // A week is far beyond any sane script; the cap catches unit mistakes (ms for s).
+        let default_job_timeout = Duration::from_secs(vars.number("DEFAULT_JOB_TIMEOUT", 3600, 1, 7 * 24 * 3600)?);
+        // Each running job may hold two buffers of this size in memory.
+        let output_limit_bytes = vars.number("OUTPUT_LIMIT_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024)? as usize;
+        let kill_grace = Duration::from_secs(vars.number("KILL_GRACE_SECS", 5, 0, 600)?);
+        let poll_wait = Duration::from_secs(vars.number("POLL_WAIT_SECS", 30, 1, 300)?);
+
+        let script_env = ScriptBaseEnv {
+            path: vars
+                .optional("PATH")?
+                .unwrap_or_else(|| FALLBACK_SCRIPT_PATH.to_owned()),
+            home: vars.optional("HOME")?.unwrap_or_else(|| "/".to_owned()),
+            lang: vars.optional("LANG")?,
+        };
+
+        Ok(Config {
+            agent_name: AgentName::from(agent_name),
+            orchestrator_url,
+            api_key: ApiKey(api_key),
+            bind_host,
+            port,
+            heartbeat_interval,
+            scripts_dir,
+            manifest_path,
+            tags,
+            max_concurrent_jobs,
+            spool_dir,
+            default_job_timeout,
+            output_limit_bytes,
+            kill_grace,
+            poll_wait,
+            script_env,
+        })
+    }
+}
+
+struct Vars<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Result<Option<String>, String>> Vars<F> {
+    /// An unset or blank variable counts as absent: container tooling often passes
+    /// `NAME=` for "not set".
+    fn optional(&self, name: &'static str) -> Result<Option<String>, AgentError> {
+        let value = (self.lookup)(name).map_err(|message| invalid(name, message))?;
+        Ok(value
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty()))
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, AgentError> {
+        self.optional(name)?
+            .ok_or_else(|| invalid(name, "is required but not set".to_owned()))
+    }
+
+    fn number(&self, name: &'static str, default: u64, min: u64, max: u64) -> Result<u64, AgentError> {
+        let Some(raw) = self.optional(name)? else {
+            return Ok(default);
+        };
+        let value: u64 = raw
+            .parse()
+            .map_err(|_| invalid(name, format!("{raw:?} is not a whole number")))?;
+        if !(min..=max).contains(&value) {
+            return Err(invalid(name, format!("{value} is out of range {min}..={max}")));
+        }
+        Ok(value)
+    }
+}
+
+fn invalid(variable: &'static str, message: String) -> AgentError {
+    AgentError::Config { variable, message }
+}
+
+fn parse_orchestrator_url(raw: &str) -> Result<String, AgentError> {
+    let trimmed = raw.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or_else(|| {
+            invalid(
+                "ORCHESTRATOR_URL",
+                format!("{raw:?} must start with http:// or https://"),
+            )
+        })?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err(invalid(
+            "ORCHESTRATOR_URL",
+            format!("{raw:?} is not a base URL like https://orchestrator.example.com"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn base() -> HashMap<String, String> {
+        [
+            ("AGENT_NAME", "prod-server-1"),
+            ("ORCHESTRATOR_URL", "http://127.0.0.1:9000/"),
+            ("API_KEY", "sm_live_abc123"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    fn error_for(vars: &HashMap<String, String>) -> String {
+        match Config::from_map(vars) {
+            Ok(_) => panic!("expected a configuration error"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let config = Config::from_map(&base()).expect("valid config");
+        assert_eq!(config.agent_name.as_str(), "prod-server-1");
+        assert_eq!(config.orchestrator_url, "http://127.0.0.1:9000");
+        assert_eq!(config.port, 8001);
+        assert_eq!(config.bind_host, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(60));
+        assert_eq!(config.scripts_dir, PathBuf::from("/scripts"));
+        assert_eq!(config.max_concurrent_jobs, 4);
+        assert_eq!(config.default_job_timeout, Duration::from_secs(3600));
+        assert_eq!(config.output_limit_bytes, 1024 * 1024);
+        assert_eq!(config.kill_grace, Duration::from_secs(5));
+        assert_eq!(config.poll_wait, Duration::from_secs(30));
+        assert_eq!(config.script_env.path, FALLBACK_SCRIPT_PATH);
+        assert!(config.tags.is_empty());
+    }
+
+    #[test]
+    fn parses_overrides() {
+        let mut vars = base();
+        for (k, v) in [
+            ("AGENT_PORT", "0"),
+            ("AGENT_BIND_HOST", "127.0.0.1"),
+            ("HEARTBEAT_INTERVAL", "5"),
+            ("SCRIPTS_DIR", "/opt/scripts"),
+            ("AGENT_TAGS", " production, ,backend ,"),
+            ("MAX_CONCURRENT_JOBS", "16"),
+            ("MANIFEST_PATH", "/etc/manifest.json"),
+            ("PATH", "/bin"),
+            ("LANG", "C.UTF-8"),
+        ] {
+            vars.insert(k.to_owned(), v.to_owned());
+        }
+        let config = Config::from_map(&vars).expect("valid config");
+        assert_eq!(config.port, 0);
+        assert_eq!(config.bind_host, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(config.tags, vec!["production", "backend"]);
+        assert_eq!(config.max_concurrent_jobs, 16);
+        assert_eq!(config.manifest_path, PathBuf::from("/etc/manifest.json"));
+        assert_eq!(config.script_env.path, "/bin");
+        assert_eq!(config.script_env.lang.as_deref(), Some("C.UTF-8"));
+    }
+
+    #[test]
+    fn manifest_defaults_to_scripts_dir() {
+        let mut vars = base();
+        vars.insert("SCRIPTS_DIR".into(), "/srv/scripts".into());
+        let config = Config::from_map(&vars).expect("valid config");
+        if !Path::new(DOCKER_MANIFEST_PATH).is_file() {
+            assert_eq!(config.manifest_path, PathBuf::from("/srv/scripts/script_manifest.json"));
+        }
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (name, value) in [
+            ("AGENT_NAME", ""),
+            ("AGENT_NAME", "bad name!"),
+            ("ORCHESTRATOR_URL", "ftp://x"),
+            ("ORCHESTRATOR_URL", "http://"),
+            ("API_KEY", "secret-without-prefix"),
+            ("AGENT_PORT", "70000"),
+            ("AGENT_PORT", "abc"),
+            ("AGENT_BIND_HOST", "not-an-ip"),
+            ("HEARTBEAT_INTERVAL", "0"),
+            ("HEARTBEAT_INTERVAL", "3601"),
+            ("MAX_CONCURRENT_JOBS", "0"),
+            ("MAX_CONCURRENT_JOBS", "257"),
+            ("DEFAULT_JOB_TIMEOUT", "-1"),
+            ("OUTPUT_LIMIT_BYTES", "0"),
+            ("POLL_WAIT_SECS", "0"),
+        ] {
+            let mut vars = base();
+            vars.insert(name.to_owned(), value.to_owned());
+            let message = error_for(&vars);
+            assert!(message.contains(name), "{name}={value:?} gave {message}");
+        }
+    }
+
+    #[test]
+    fn missing_required_variables_are_named() {
+        for name in ["AGENT_NAME", "ORCHESTRATOR_URL", "API_KEY"] {
+            let mut vars = base();
+            vars.remove(name);
+            let message = error_for(&vars);
+            assert!(message.contains(name), "{message}");
+            assert!(message.contains("required"), "{message}");
+        }
+    }
+
+    #[test]
+    fn api_key_is_never_shown() {
+        let mut vars = base();
+        vars.insert("API_KEY".into(), "sm_live_topsecretvalue".into());
+        let config = Config::from_map(&vars).expect("valid config");
+        assert!(!format!("{config:?}").contains("topsecretvalue"));
+
+        vars.insert("API_KEY".into(), "wrong_topsecretvalue".into());
+        assert!(!error_for(&vars).contains("topsecretvalue"));
+    }
+}

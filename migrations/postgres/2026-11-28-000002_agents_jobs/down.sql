@@ -1,0 +1,4 @@
+DROP TABLE events;
+DROP TABLE fanouts;
+DROP TABLE jobs;
+DROP TABLE agents;

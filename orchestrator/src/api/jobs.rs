@@ -1,0 +1,257 @@
+//! Jobs: `/trigger-script`, `/jobs`, `/jobs/{id}`, `/jobs/{id}/cancel`, `/fan-out`.
+
+use crate::auth::Caller;
+use crate::db::{self, jobs::JobFilter};
+use crate::error::{Error, Result};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+use crate::tenant::{self, messages, validate};
+use crate::views::job_view;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use shared_protocol::api::{FanOutRequest, JobList, TriggerRequest};
+use shared_protocol::JobStatus;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Longest a synchronous trigger (`async_exec: false`) holds the request.
+const MAX_SYNC_WAIT: Duration = Duration::from_secs(300);
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/trigger-script", web::post().to(trigger))
+        .route("/jobs", web::get().to(list))
+        .route("/jobs/{id}", web::get().to(get))
+        .route("/jobs/{id}/cancel", web::post().to(cancel))
+        .route("/fan-out", web::post().to(fan_out))
+        .route("/fan-out/{id}", web::get().to(get_fan_out));
+}
+
+async fn trigger(
+    state: web::Data<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<TriggerRequest>,
+) -> Result<HttpResponse> {
+    let message = messages::Trigger {
+        agent: request.agent.trim().to_owned(),
+        script: request.run_script.clone(),
+        params: validate::params(request.params)?,
+        timeout_secs: validate::timeout(request.timeout)?,
+    };
+    let triggered = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
+    let job = triggered.job;
+    if request.async_exec.unwrap_or(true) {
+        let mut body = json!({"job_id": job.id, "status": job.status, "agent": job.agent_name});
+        if !triggered.agent_online {
+            body["agent_status"] = json!("offline");
+            body["message"] = json!(format!(
+                "agent {} is offline; the job is queued and runs when it reconnects",
+                job.agent_name
+            ));
+        }
+        return Ok(HttpResponse::Accepted().json(body));
+    }
+    let wait = job
+        .timeout_secs
+        .map(|t| Duration::from_secs(t as u64 + 30))
+        .unwrap_or(MAX_SYNC_WAIT)
+        .min(MAX_SYNC_WAIT);
+    let finished = wait_for_completion(&state, &caller.tenant_id, &job.id, wait).await?;
+    let view = job_view(&finished, Some(triggered.agent_online));
+    if JobStatus::parse(&finished.status).is_some_and(JobStatus::is_terminal) {
+        Ok(HttpResponse::Ok().json(view))
+    } else {
+        Ok(HttpResponse::Accepted().json(view))
+    }
+}
+
+/// Waits until the job is terminal or `wait` has passed, then returns it as stored.
+async fn wait_for_completion(
+    state: &AppState,
+    tenant_id: &str,
+    job_id: &str,
+    wait: Duration,
+) -> Result<db::models::Job> {
+    // Register before reading, so a completion between the two is not missed.
+    let done = tenant::ask(
+        &state.tenants,
+        tenant_id,
+        messages::AwaitCompletion {
+            job_id: job_id.to_owned(),
+        },
+    )
+    .await?;
+    let job = load(state, tenant_id, job_id).await?;
+    if JobStatus::parse(&job.status).is_some_and(JobStatus::is_terminal) {
+        return Ok(job);
+    }
+    let _ = tokio::time::timeout(wait, done).await;
+    load(state, tenant_id, job_id).await
+}
+
+async fn load(state: &AppState, tenant_id: &str, job_id: &str) -> Result<db::models::Job> {
+    db::jobs::find(&state.db, tenant_id, job_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("job {job_id}")))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    agent: Option<String>,
+    status: Option<String>,
+    script: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+fn parse_time(field: &str, value: &Option<String>) -> Result<Option<i64>> {
+    value
+        .as_deref()
+        .map(|text| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|t| t.timestamp_millis())
+                .map_err(|_| Error::Validation(format!("{field} must be an RFC 3339 time like 2026-03-10T14:32:11Z")))
+        })
+        .transpose()
+}
+
+/// Agent name -> online, for telling why pending jobs wait.
+async fn agent_status(state: &AppState, tenant_id: &str) -> Result<HashMap<String, bool>> {
+    Ok(db::agents::list(&state.db, tenant_id)
+        .await?
+        .into_iter()
+        .map(|agent| (agent.name, agent.status == "online"))
+        .collect())
+}
+
+async fn list(state: web::Data<AppState>, caller: Caller, query: web::Query<ListQuery>) -> Result<HttpResponse> {
+    let query = query.into_inner();
+    if let Some(status) = &query.status {
+        if JobStatus::parse(status).is_none() {
+            return Err(Error::Validation(format!(
+                "status must be one of {}",
+                JobStatus::ALL.map(JobStatus::as_str).join(", ")
+            )));
+        }
+    }
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(Error::Validation("limit must be 1 to 500".into()));
+    }
+    let filter = JobFilter {
+        agent: query.agent,
+        status: query.status,
+        script: query.script,
+        since: parse_time("since", &query.since)?,
+        until: parse_time("until", &query.until)?,
+        before_id: query.cursor,
+    };
+    let jobs = db::jobs::list(&state.db, &caller.tenant_id, &filter, limit + 1).await?;
+    let online = agent_status(&state, &caller.tenant_id).await?;
+    let has_more = jobs.len() as i64 > limit;
+    let page: Vec<_> = jobs.iter().take(limit as usize).collect();
+    let next_cursor = if has_more {
+        page.last().map(|job| job.id.clone())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(JobList {
+        jobs: page
+            .into_iter()
+            .map(|job| job_view(job, online.get(&job.agent_name).copied()))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+async fn get(state: web::Data<AppState>, caller: Caller, job_id: web::Path<String>) -> Result<HttpResponse> {
+    let job = load(&state, &caller.tenant_id, &job_id).await?;
+    let online = if job.status == "pending" {
+        db::agents::find(&state.db, &caller.tenant_id, &job.agent_name)
+            .await?
+            .map(|a| a.status == "online")
+    } else {
+        Some(true)
+    };
+    Ok(HttpResponse::Ok().json(job_view(&job, online)))
+}
+
+async fn cancel(state: web::Data<AppState>, caller: Caller, job_id: web::Path<String>) -> Result<HttpResponse> {
+    let view = tenant::ask(
+        &state.tenants,
+        &caller.tenant_id,
+        messages::Cancel {
+            job_id: job_id.into_inner(),
+        },
+    )
+    .await??;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+async fn fan_out(
+    state: web::Data<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<FanOutRequest>,
+) -> Result<HttpResponse> {
+    if let Some(agents) = &request.agents {
+        if agents.is_empty() || agents.len() > 10_000 {
+            return Err(Error::Validation(
+                "agents must list 1 to 10000 names (or be left out to target by tags)".into(),
+            ));
+        }
+    }
+    let tags = request.tags.as_deref().map(validate::tags).transpose()?;
+    let message = messages::FanOut {
+        script: request.run_script,
+        params: validate::params(request.params)?,
+        agents: request.agents,
+        tags,
+        only_online: request.only_online.unwrap_or(true),
+        timeout_secs: validate::timeout(request.timeout)?,
+    };
+    let fanned = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
+    Ok(HttpResponse::Accepted().json(json!({
+        "fanout_id": fanned.fanout_id,
+        "jobs": fanned.jobs,
+        "skipped": fanned.skipped.into_iter().map(|(agent, reason)| json!({"agent": agent, "reason": reason})).collect::<Vec<_>>(),
+    })))
+}
+
+async fn get_fan_out(state: web::Data<AppState>, caller: Caller, fanout_id: web::Path<String>) -> Result<HttpResponse> {
+    let fanout = db::jobs::find_fanout(&state.db, &caller.tenant_id, &fanout_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("fan-out {fanout_id}")))?;
+    let jobs = db::jobs::of_fanout(&state.db, &caller.tenant_id, &fanout.id).await?;
+    let count = |statuses: &[&str]| jobs.iter().filter(|j| statuses.contains(&j.status.as_str())).count();
+    let summary = json!({
+        "total": jobs.len(),
+        "succeeded": count(&["success"]),
+        "failed": count(&["failed", "timeout", "lost"]),
+        "cancelled": count(&["cancelled"]),
+        "pending": count(&["pending", "dispatched"]),
+        "running": count(&["running"]),
+    });
+    let per_agent: Vec<_> = jobs
+        .iter()
+        .map(|job| {
+            json!({
+                "agent": job.agent_name,
+                "job_id": job.id,
+                "status": job.status,
+                "exit_code": job.exit_code,
+                "duration_ms": job.duration_ms,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "fanout_id": fanout.id,
+        "script": fanout.script,
+        "params": serde_json::from_str::<serde_json::Value>(&fanout.params).unwrap_or_default(),
+        "created_at": db::format_time(fanout.created_at),
+        "done": jobs.iter().all(|j| JobStatus::parse(&j.status).is_some_and(JobStatus::is_terminal)),
+        "summary": summary,
+        "jobs": per_agent,
+    })))
+}

@@ -1,0 +1,113 @@
+//! The `Caller` extractor: who is making this request, from `Authorization: Bearer ...`
+//! (a JWT access token or an `sm_live_` API key), and in which tenant.
+
+use super::{api_keys, sha256_hex};
+use crate::db::{self, accounts};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+
+/// `last_used_at` is written at most this often per key, to keep writes off the hot path.
+const TOUCH_INTERVAL_MS: i64 = 60_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    Jwt,
+    ApiKey { key_id: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub tenant_id: String,
+    /// The user behind the token or the key's creator.
+    pub user_id: Option<String>,
+    pub role: String,
+    pub credential: Credential,
+}
+
+impl Caller {
+    pub fn api_key_id(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::ApiKey { key_id } => Some(key_id),
+            Credential::Jwt => None,
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Caller>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer_token(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| Error::Internal("application state missing".into()))?;
+            let token = token?;
+            authenticate(&state, &token).await
+        })
+    }
+}
+
+fn bearer_token(req: &HttpRequest) -> Result<String> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            Error::unauthorized("missing Authorization header; send `Authorization: Bearer <token or sm_live_ key>`")
+        })?
+        .to_str()
+        .map_err(|_| Error::unauthorized("the Authorization header is not valid text"))?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| Error::unauthorized("expected `Authorization: Bearer <token>`"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(Error::unauthorized("expected `Authorization: Bearer <token>`"));
+    }
+    Ok(token.trim().to_owned())
+}
+
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller> {
+    if !api_keys::looks_like_key(token) {
+        let claims = state.jwt.verify_access(token)?;
+        return Ok(Caller {
+            tenant_id: claims.tid,
+            user_id: Some(claims.sub),
+            role: claims.role,
+            credential: Credential::Jwt,
+        });
+    }
+    if token.len() > 256 {
+        return Err(Error::unauthorized("the API key is not valid"));
+    }
+    let key = accounts::find_api_key_by_hash(&state.db, &sha256_hex(token))
+        .await?
+        .ok_or_else(|| Error::unauthorized("the API key is not valid"))?;
+    let now = db::now_ms();
+    if key.revoked_at.is_some() {
+        return Err(Error::unauthorized("the API key has been revoked"));
+    }
+    if key.expires_at.is_some_and(|expires| expires <= now) {
+        return Err(Error::Unauthorized {
+            code: "api_key_expired",
+            message: "the API key has expired; create a new one".into(),
+        });
+    }
+    if key.last_used_at.is_none_or(|used| now - used > TOUCH_INTERVAL_MS) {
+        let db = state.db.clone();
+        let key_id = key.id.clone();
+        actix_rt::spawn(async move {
+            if let Err(error) = accounts::touch_api_key(&db, &key_id, now).await {
+                tracing::warn!(%error, "could not record API key use");
+            }
+        });
+    }
+    Ok(Caller {
+        tenant_id: key.tenant_id,
+        user_id: key.user_id,
+        role: "member".into(),
+        credential: Credential::ApiKey { key_id: key.id },
+    })
+}

@@ -1,0 +1,32 @@
+//! The domain event log (job.succeeded, agent.offline, ...), read by integrations.
+
+use super::models::Event;
+use super::schema::events;
+use super::Db;
+use crate::error::Result;
+use crate::with_conn;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+pub async fn insert(db: &Db, event: &Event) -> Result<()> {
+    with_conn!(db, |conn| {
+        diesel::insert_into(events::table).values(event).execute(conn).await?;
+        Ok(())
+    })
+}
+
+/// The tenant's most recent events, newest first, optionally of one type.
+pub async fn recent(db: &Db, tenant_id: &str, event_type: Option<&str>, limit: i64) -> Result<Vec<Event>> {
+    with_conn!(db, |conn| {
+        let mut query = events::table
+            .filter(events::tenant_id.eq(tenant_id))
+            .select(Event::as_select())
+            .order(events::id.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(event_type) = event_type {
+            query = query.filter(events::event_type.eq(event_type.to_owned()));
+        }
+        Ok(query.load(conn).await?)
+    })
+}

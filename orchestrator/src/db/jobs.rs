@@ -1,0 +1,436 @@
+//! The job queue and job results. Every status change is one conditional UPDATE, so a
+//! transition happens once even when requests race (a retried report, two replicas).
+
+use super::models::{Fanout, Job};
+use super::schema::{fanouts, jobs};
+use super::Db;
+use crate::error::{Error, Result};
+use crate::with_conn;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use shared_protocol::JobStatus;
+
+const PENDING: &str = "pending";
+const DISPATCHED: &str = "dispatched";
+const RUNNING: &str = "running";
+
+pub async fn insert(db: &Db, job: &Job) -> Result<()> {
+    with_conn!(db, |conn| {
+        diesel::insert_into(jobs::table).values(job).execute(conn).await?;
+        Ok(())
+    })
+}
+
+/// Writes a fan-out and all its jobs in one transaction (multi-row inserts on PostgreSQL;
+/// SQLite, which cannot batch rows with defaults, takes them one by one in the transaction).
+pub async fn insert_fanout(db: &Db, fanout: &Fanout, batch: &[Job]) -> Result<()> {
+    match db {
+        Db::Postgres(pool) => {
+            let mut conn = pool.get().await?;
+            conn.transaction::<_, Error, _>(async |conn| {
+                diesel::insert_into(fanouts::table).values(fanout).execute(conn).await?;
+                for chunk in batch.chunks(1000) {
+                    diesel::insert_into(jobs::table).values(chunk).execute(conn).await?;
+                }
+                Ok(())
+            })
+            .await
+        }
+        Db::Sqlite(pool) => {
+            let mut conn = pool.get().await?;
+            conn.transaction::<_, Error, _>(async |conn| {
+                diesel::insert_into(fanouts::table).values(fanout).execute(conn).await?;
+                for job in batch {
+                    diesel::insert_into(jobs::table).values(job).execute(conn).await?;
+                }
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+pub async fn find_fanout(db: &Db, tenant_id: &str, fanout_id: &str) -> Result<Option<Fanout>> {
+    with_conn!(db, |conn| {
+        Ok(fanouts::table
+            .filter(fanouts::id.eq(fanout_id))
+            .filter(fanouts::tenant_id.eq(tenant_id))
+            .select(Fanout::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+pub async fn of_fanout(db: &Db, tenant_id: &str, fanout_id: &str) -> Result<Vec<Job>> {
+    with_conn!(db, |conn| {
+        Ok(jobs::table
+            .filter(jobs::tenant_id.eq(tenant_id))
+            .filter(jobs::fanout_id.eq(fanout_id))
+            .order(jobs::agent_name)
+            .select(Job::as_select())
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Hands up to `limit` of the agent's oldest pending jobs to it: `pending` -> `dispatched`,
+/// in one statement. On PostgreSQL the rows are locked with SKIP LOCKED so that replicas
+/// never claim one twice.
+pub async fn claim(db: &Db, tenant_id: &str, agent: &str, limit: i64, now: i64) -> Result<Vec<Job>> {
+    use diesel::sql_types::{BigInt, Text};
+    const PG: &str = "UPDATE jobs SET status = 'dispatched', dispatched_at = $1, attempts = attempts + 1 \
+        WHERE status = 'pending' AND id IN (SELECT id FROM jobs WHERE tenant_id = $2 AND agent_name = $3 \
+        AND status = 'pending' ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *";
+    const SQLITE: &str = "UPDATE jobs SET status = 'dispatched', dispatched_at = ?, attempts = attempts + 1 \
+        WHERE status = 'pending' AND id IN (SELECT id FROM jobs WHERE tenant_id = ? AND agent_name = ? \
+        AND status = 'pending' ORDER BY id LIMIT ?) RETURNING *";
+    let sql = match db {
+        Db::Postgres(_) => PG,
+        Db::Sqlite(_) => SQLITE,
+    };
+    let mut claimed: Vec<Job> = with_conn!(db, |conn| {
+        diesel::sql_query(sql)
+            .bind::<BigInt, _>(now)
+            .bind::<Text, _>(tenant_id)
+            .bind::<Text, _>(agent)
+            .bind::<BigInt, _>(limit)
+            .load::<Job>(conn)
+            .await?
+    });
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(claimed)
+}
+
+/// Puts dispatched jobs that were never delivered back in the queue.
+pub async fn requeue(db: &Db, tenant_id: &str, ids: &[String]) -> Result<usize> {
+    with_conn!(db, |conn| {
+        Ok(diesel::update(
+            jobs::table
+                .filter(jobs::tenant_id.eq(tenant_id))
+                .filter(jobs::id.eq_any(ids))
+                .filter(jobs::status.eq(DISPATCHED)),
+        )
+        .set((jobs::status.eq(PENDING), jobs::dispatched_at.eq(None::<i64>)))
+        .execute(conn)
+        .await?)
+    })
+}
+
+/// Requeues jobs dispatched before `cutoff` whose agent never confirmed the start
+/// (the poll answer was lost on the way). Returns (tenant, agent) pairs to wake.
+pub async fn requeue_unstarted(db: &Db, cutoff: i64) -> Result<Vec<(String, String)>> {
+    with_conn!(db, |conn| {
+        Ok(diesel::update(
+            jobs::table
+                .filter(jobs::status.eq(DISPATCHED))
+                .filter(jobs::dispatched_at.lt(cutoff)),
+        )
+        .set((jobs::status.eq(PENDING), jobs::dispatched_at.eq(None::<i64>)))
+        .returning((jobs::tenant_id, jobs::agent_name))
+        .get_results::<(String, String)>(conn)
+        .await?)
+    })
+}
+
+pub enum StartOutcome {
+    Started,
+    /// The job was cancelled (or taken away) before it started: the agent must not run it.
+    Refused(String),
+}
+
+/// `dispatched` -> `running`, only for the agent that holds the job. A repeated start is fine.
+pub async fn mark_started(
+    db: &Db,
+    tenant_id: &str,
+    agent: &str,
+    job_id: &str,
+    started_at: i64,
+) -> Result<StartOutcome> {
+    with_conn!(db, |conn| {
+        let changed = diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(job_id))
+                .filter(jobs::tenant_id.eq(tenant_id))
+                .filter(jobs::agent_name.eq(agent))
+                .filter(jobs::status.eq(DISPATCHED))
+                .filter(jobs::cancel_requested.eq(false)),
+        )
+        .set((jobs::status.eq(RUNNING), jobs::started_at.eq(started_at)))
+        .execute(conn)
+        .await?;
+        if changed == 1 {
+            return Ok(StartOutcome::Started);
+        }
+        let current: Option<(String, String)> = jobs::table
+            .filter(jobs::id.eq(job_id))
+            .filter(jobs::tenant_id.eq(tenant_id))
+            .select((jobs::status, jobs::agent_name))
+            .first(conn)
+            .await
+            .optional()?;
+        Ok(match current {
+            Some((status, holder)) if status == RUNNING && holder == agent => StartOutcome::Started,
+            Some((status, holder)) if holder == agent => StartOutcome::Refused(format!("job is {status}")),
+            _ => StartOutcome::Refused("this agent does not hold the job".into()),
+        })
+    })
+}
+
+/// What a finished run wrote.
+pub struct Completion<'a> {
+    pub status: JobStatus,
+    pub exit_code: Option<i32>,
+    pub stdout: &'a str,
+    pub stderr: &'a str,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub duration_ms: i64,
+    pub started_at: i64,
+    pub completed_at: i64,
+    pub reason: Option<&'a str>,
+}
+
+pub enum CompleteOutcome {
+    Stored(Job),
+    /// The result had been stored before (a retried report): nothing changed.
+    Duplicate,
+    Refused(String),
+}
+
+/// Stores a result from the agent that holds the job. A job already marked `lost` takes
+/// the late result: the run did finish, and losing its output would be worse.
+pub async fn complete(
+    db: &Db,
+    tenant_id: &str,
+    agent: &str,
+    job_id: &str,
+    result: &Completion<'_>,
+) -> Result<CompleteOutcome> {
+    with_conn!(db, |conn| {
+        let stored: Option<Job> = diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(job_id))
+                .filter(jobs::tenant_id.eq(tenant_id))
+                .filter(jobs::agent_name.eq(agent))
+                .filter(jobs::status.eq_any([DISPATCHED, RUNNING, "lost"])),
+        )
+        .set((
+            jobs::status.eq(result.status.as_str()),
+            jobs::exit_code.eq(result.exit_code),
+            jobs::stdout.eq(result.stdout),
+            jobs::stderr.eq(result.stderr),
+            jobs::stdout_truncated.eq(result.stdout_truncated),
+            jobs::stderr_truncated.eq(result.stderr_truncated),
+            jobs::duration_ms.eq(result.duration_ms),
+            jobs::started_at.eq(result.started_at),
+            jobs::completed_at.eq(result.completed_at),
+            jobs::reason.eq(result.reason),
+        ))
+        .returning(Job::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+        if let Some(job) = stored {
+            return Ok(CompleteOutcome::Stored(job));
+        }
+        let current: Option<(String, String)> = jobs::table
+            .filter(jobs::id.eq(job_id))
+            .filter(jobs::tenant_id.eq(tenant_id))
+            .select((jobs::status, jobs::agent_name))
+            .first(conn)
+            .await
+            .optional()?;
+        Ok(match current {
+            Some((_, holder)) if holder != agent => CompleteOutcome::Refused("this agent does not hold the job".into()),
+            Some((status, _)) if JobStatus::parse(&status).is_some_and(JobStatus::is_terminal) => {
+                CompleteOutcome::Duplicate
+            }
+            Some((status, _)) => CompleteOutcome::Refused(format!("job is {status}, not running")),
+            None => CompleteOutcome::Refused("no such job".into()),
+        })
+    })
+}
+
+/// The agent is gone: its running jobs end `lost` (with the reason), its dispatched but
+/// unstarted jobs go back to the queue. Jobs in `keep` (still running on a restarted
+/// agent) are left alone. Returns the jobs marked lost.
+pub async fn release_agent_jobs(
+    db: &Db,
+    tenant_id: &str,
+    agent: &str,
+    keep: &[String],
+    reason: &str,
+    now: i64,
+) -> Result<Vec<Job>> {
+    with_conn!(db, |conn| {
+        diesel::update(
+            jobs::table
+                .filter(jobs::tenant_id.eq(tenant_id))
+                .filter(jobs::agent_name.eq(agent))
+                .filter(jobs::status.eq(DISPATCHED))
+                .filter(jobs::id.ne_all(keep)),
+        )
+        .set((jobs::status.eq(PENDING), jobs::dispatched_at.eq(None::<i64>)))
+        .execute(conn)
+        .await?;
+        Ok(diesel::update(
+            jobs::table
+                .filter(jobs::tenant_id.eq(tenant_id))
+                .filter(jobs::agent_name.eq(agent))
+                .filter(jobs::status.eq(RUNNING))
+                .filter(jobs::id.ne_all(keep)),
+        )
+        .set((
+            jobs::status.eq("lost"),
+            jobs::reason.eq(reason),
+            jobs::stderr.eq(reason),
+            jobs::completed_at.eq(now),
+        ))
+        .returning(Job::as_returning())
+        .get_results(conn)
+        .await?)
+    })
+}
+
+pub enum CancelOutcome {
+    /// It had not started: it is now `cancelled`.
+    Cancelled(Job),
+    /// It is running: the agent has been asked to kill it.
+    Requested(Job),
+    AlreadyFinished(Job),
+}
+
+pub async fn cancel(db: &Db, tenant_id: &str, job_id: &str, reason: &str, now: i64) -> Result<CancelOutcome> {
+    with_conn!(db, |conn| {
+        let cancelled: Option<Job> = diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(job_id))
+                .filter(jobs::tenant_id.eq(tenant_id))
+                .filter(jobs::status.eq_any([PENDING, DISPATCHED])),
+        )
+        .set((
+            jobs::status.eq("cancelled"),
+            jobs::cancel_requested.eq(true),
+            jobs::reason.eq(reason),
+            jobs::completed_at.eq(now),
+        ))
+        .returning(Job::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+        if let Some(job) = cancelled {
+            return Ok(CancelOutcome::Cancelled(job));
+        }
+        let requested: Option<Job> = diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(job_id))
+                .filter(jobs::tenant_id.eq(tenant_id))
+                .filter(jobs::status.eq(RUNNING)),
+        )
+        .set((jobs::cancel_requested.eq(true), jobs::reason.eq(reason)))
+        .returning(Job::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+        if let Some(job) = requested {
+            return Ok(CancelOutcome::Requested(job));
+        }
+        let job = jobs::table
+            .filter(jobs::id.eq(job_id))
+            .filter(jobs::tenant_id.eq(tenant_id))
+            .select(Job::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| Error::not_found(format!("job {job_id}")))?;
+        Ok(CancelOutcome::AlreadyFinished(job))
+    })
+}
+
+/// Cancels every job still queued for an agent (the agent was deleted).
+pub async fn cancel_queued_for_agent(db: &Db, tenant_id: &str, agent: &str, reason: &str, now: i64) -> Result<usize> {
+    with_conn!(db, |conn| {
+        Ok(diesel::update(
+            jobs::table
+                .filter(jobs::tenant_id.eq(tenant_id))
+                .filter(jobs::agent_name.eq(agent))
+                .filter(jobs::status.eq_any([PENDING, DISPATCHED])),
+        )
+        .set((
+            jobs::status.eq("cancelled"),
+            jobs::reason.eq(reason),
+            jobs::completed_at.eq(now),
+        ))
+        .execute(conn)
+        .await?)
+    })
+}
+
+/// Running jobs of an agent that were cancelled: the agent must kill them.
+pub async fn cancel_requests(db: &Db, tenant_id: &str, agent: &str) -> Result<Vec<String>> {
+    with_conn!(db, |conn| {
+        Ok(jobs::table
+            .filter(jobs::tenant_id.eq(tenant_id))
+            .filter(jobs::agent_name.eq(agent))
+            .filter(jobs::status.eq_any([RUNNING, DISPATCHED]))
+            .filter(jobs::cancel_requested.eq(true))
+            .select(jobs::id)
+            .load(conn)
+            .await?)
+    })
+}
+
+pub async fn find(db: &Db, tenant_id: &str, job_id: &str) -> Result<Option<Job>> {
+    with_conn!(db, |conn| {
+        Ok(jobs::table
+            .filter(jobs::id.eq(job_id))
+            .filter(jobs::tenant_id.eq(tenant_id))
+            .select(Job::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+#[derive(Default)]
+pub struct JobFilter {
+    pub agent: Option<String>,
+    pub status: Option<String>,
+    pub script: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Only jobs with an id below this one (the previous page's last id).
+    pub before_id: Option<String>,
+}
+
+/// The tenant's jobs matching `filter`, newest first.
+pub async fn list(db: &Db, tenant_id: &str, filter: &JobFilter, limit: i64) -> Result<Vec<Job>> {
+    with_conn!(db, |conn| {
+        let mut query = jobs::table
+            .filter(jobs::tenant_id.eq(tenant_id.to_owned()))
+            .select(Job::as_select())
+            .order(jobs::id.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(agent) = &filter.agent {
+            query = query.filter(jobs::agent_name.eq(agent.clone()));
+        }
+        if let Some(status) = &filter.status {
+            query = query.filter(jobs::status.eq(status.clone()));
+        }
+        if let Some(script) = &filter.script {
+            query = query.filter(jobs::script.eq(script.clone()));
+        }
+        if let Some(since) = filter.since {
+            query = query.filter(jobs::created_at.ge(since));
+        }
+        if let Some(until) = filter.until {
+            query = query.filter(jobs::created_at.lt(until));
+        }
+        if let Some(before) = &filter.before_id {
+            query = query.filter(jobs::id.lt(before.clone()));
+        }
+        Ok(query.load(conn).await?)
+    })
+}

@@ -1,0 +1,150 @@
+//! Rows as Rust structs. Times are milliseconds since the Unix epoch.
+
+use super::schema::*;
+use diesel::prelude::*;
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = tenants)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: String,
+    pub tenant_id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+    pub email_verified: bool,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = email_codes)]
+pub struct EmailCode {
+    pub user_id: String,
+    pub code_hash: String,
+    pub expires_at: i64,
+    pub attempts: i32,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshToken {
+    pub id: String,
+    pub token_hash: String,
+    pub family_id: String,
+    pub user_id: String,
+    pub tenant_id: String,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKey {
+    pub id: String,
+    pub tenant_id: String,
+    pub user_id: Option<String>,
+    pub name: String,
+    pub key_prefix: String,
+    pub key_hash: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_log)]
+pub struct AuditEntry {
+    pub id: String,
+    pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+    pub event: String,
+    pub detail: String,
+    pub client_addr: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = agents, treat_none_as_null = true)]
+pub struct Agent {
+    pub tenant_id: String,
+    pub name: String,
+    /// JSON array of strings.
+    pub tags: String,
+    pub url: Option<String>,
+    pub hostname: Option<String>,
+    pub os: Option<String>,
+    pub version: Option<String>,
+    /// JSON array of manifest entries, as last reported.
+    pub scripts: String,
+    /// False until the agent itself reported a manifest (a manual registration has none).
+    pub manifest_reported: bool,
+    /// The API key the agent authenticates with; protocol calls must use it.
+    pub api_key_id: Option<String>,
+    /// SHA-256 of the key a manual registration gave (never stored in clear).
+    pub agent_key_hash: Option<String>,
+    pub status: String,
+    pub heartbeat_interval: i64,
+    pub last_heartbeat: Option<i64>,
+    pub registered_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable, Insertable)]
+#[diesel(table_name = jobs)]
+pub struct Job {
+    pub id: String,
+    pub tenant_id: String,
+    pub agent_name: String,
+    pub script: String,
+    /// JSON object of parameter name -> string value.
+    pub params: String,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub duration_ms: Option<i64>,
+    pub timeout_secs: Option<i64>,
+    pub reason: Option<String>,
+    pub fanout_id: Option<String>,
+    pub schedule_id: Option<String>,
+    pub cancel_requested: bool,
+    pub attempts: i32,
+    pub created_at: i64,
+    pub dispatched_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = fanouts)]
+pub struct Fanout {
+    pub id: String,
+    pub tenant_id: String,
+    pub script: String,
+    pub params: String,
+    pub selector: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = events)]
+pub struct Event {
+    pub id: String,
+    pub tenant_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub created_at: i64,
+}

@@ -1,0 +1,151 @@
+//! The diesel schema, written for both backends: portable column types only
+//! (`Text`, `BigInt`, `Integer`, `Bool`); ids are prefixed text, times BIGINT ms, JSON text.
+
+diesel::table! {
+    tenants (id) {
+        id -> Text,
+        name -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        tenant_id -> Text,
+        email -> Text,
+        password_hash -> Text,
+        role -> Text,
+        email_verified -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    email_codes (user_id) {
+        user_id -> Text,
+        code_hash -> Text,
+        expires_at -> BigInt,
+        attempts -> Integer,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Text,
+        token_hash -> Text,
+        family_id -> Text,
+        user_id -> Text,
+        tenant_id -> Text,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        tenant_id -> Text,
+        user_id -> Nullable<Text>,
+        name -> Text,
+        key_prefix -> Text,
+        key_hash -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Text,
+        tenant_id -> Nullable<Text>,
+        user_id -> Nullable<Text>,
+        event -> Text,
+        detail -> Text,
+        client_addr -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    agents (tenant_id, name) {
+        tenant_id -> Text,
+        name -> Text,
+        tags -> Text,
+        url -> Nullable<Text>,
+        hostname -> Nullable<Text>,
+        os -> Nullable<Text>,
+        version -> Nullable<Text>,
+        scripts -> Text,
+        manifest_reported -> Bool,
+        api_key_id -> Nullable<Text>,
+        agent_key_hash -> Nullable<Text>,
+        status -> Text,
+        heartbeat_interval -> BigInt,
+        last_heartbeat -> Nullable<BigInt>,
+        registered_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> Text,
+        tenant_id -> Text,
+        agent_name -> Text,
+        script -> Text,
+        params -> Text,
+        status -> Text,
+        exit_code -> Nullable<Integer>,
+        stdout -> Text,
+        stderr -> Text,
+        stdout_truncated -> Bool,
+        stderr_truncated -> Bool,
+        duration_ms -> Nullable<BigInt>,
+        timeout_secs -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+        fanout_id -> Nullable<Text>,
+        schedule_id -> Nullable<Text>,
+        cancel_requested -> Bool,
+        attempts -> Integer,
+        created_at -> BigInt,
+        dispatched_at -> Nullable<BigInt>,
+        started_at -> Nullable<BigInt>,
+        completed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    fanouts (id) {
+        id -> Text,
+        tenant_id -> Text,
+        script -> Text,
+        params -> Text,
+        selector -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Text,
+        tenant_id -> Text,
+        event_type -> Text,
+        payload -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(tenants, users, email_codes, refresh_tokens, api_keys, agents, jobs);

@@ -1,0 +1,71 @@
+//! The ScriptMesh orchestrator: the HTTP API and dashboard, tenant actors, storage and auth.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod email;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod server;
+pub mod state;
+pub mod tenant;
+pub mod views;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "scriptmesh-orchestrator — the ScriptMesh orchestrator
+
+USAGE:
+    scriptmesh-orchestrator [serve]    run the API server (applies migrations first)
+    scriptmesh-orchestrator migrate    apply database migrations and exit
+    scriptmesh-orchestrator --version
+
+Configuration comes from the environment (see README.md): BIND_ADDR, DATABASE_URL,
+JWT_SECRET, SMTP_URL, EMAIL_FROM, RESEND_API_KEY, LOG_FORMAT, ...";
+
+/// The binary's entry point (also used by the test suite's wrapper binary).
+pub fn cli_main() -> ExitCode {
+    let command = std::env::args().nth(1);
+    match command.as_deref() {
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some("-V" | "--version") => {
+            println!("scriptmesh-orchestrator {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        None | Some("serve" | "migrate") => {}
+        Some(other) => {
+            eprintln!("unknown command {other:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    let config = match config::Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("scriptmesh-orchestrator: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    server::init_logging(config.log_format);
+    let outcome = if command.as_deref() == Some("migrate") {
+        db::Backend::from_url(&config.database_url)
+            .map_err(error::Error::Internal)
+            .and_then(|backend| db::migrate_blocking(&backend))
+            .map(|()| println!("migrations applied"))
+            .map_err(|e| e.to_string())
+    } else {
+        server::run(config).map_err(|e| e.to_string())
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "scriptmesh-orchestrator stopped");
+            eprintln!("scriptmesh-orchestrator: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

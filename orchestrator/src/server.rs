@@ -1,0 +1,90 @@
+//! Wiring: logging, the database, actors and the HTTP server.
+
+use crate::api;
+use crate::auth::jwt::JwtKeys;
+use crate::auth::rate_limit::RateLimiter;
+use crate::config::{Config, LogFormat};
+use crate::db::{self, Db};
+use crate::email::Mailer;
+use crate::events::EventBus;
+use crate::state::AppState;
+use crate::tenant::TenantRegistry;
+use actix::{Actor, Arbiter};
+use actix_web::middleware::{ErrorHandlers, Logger};
+use actix_web::{web, App, HttpServer};
+use rand::distr::{Alphanumeric, SampleString};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_web=warn,actix_server=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Runs the orchestrator until it is stopped (SIGINT/SIGTERM).
+pub fn run(config: Config) -> std::io::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    actix_rt::System::new().block_on(serve(config))
+}
+
+async fn serve(config: Config) -> std::io::Result<()> {
+    let io_error = |e: crate::error::Error| std::io::Error::other(e.to_string());
+    let backend = db::Backend::from_url(&config.database_url).map_err(std::io::Error::other)?;
+    tracing::info!(backend = backend.name(), "opening the database and applying migrations");
+    let db = Db::connect(&config.database_url, config.database_pool_size)
+        .await
+        .map_err(io_error)?;
+
+    let secret = match &config.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => db::settings::get_or_insert(&db, "jwt_secret", || Alphanumeric.sample_string(&mut rand::rng(), 64))
+            .await
+            .map_err(io_error)?,
+    };
+    let mailer = Mailer::from_config(&config).map_err(io_error)?;
+    tracing::info!(email = mailer.describe(), "email transport");
+
+    let config = Arc::new(config);
+    let events = EventBus::new(db.clone()).start();
+    let arbiters: Vec<_> = (0..config.workers.max(1)).map(|_| Arbiter::new().handle()).collect();
+    let tenants = TenantRegistry::new(db.clone(), events.clone(), config.clone(), arbiters).start();
+
+    let state = web::Data::new(AppState {
+        db,
+        config: config.clone(),
+        jwt: JwtKeys::new(secret.as_bytes()),
+        mailer: Arc::new(mailer),
+        rate_limiter: RateLimiter::new(Duration::from_secs(60)),
+        tenants,
+        events,
+    });
+
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(ErrorHandlers::new().default_handler(api::json_errors))
+            .wrap(Logger::new("%a \"%r\" %s %Dms").log_target("scriptmesh::http"))
+            .configure(api::configure)
+            .default_service(web::to(api::not_found))
+    })
+    .workers(config.workers)
+    .shutdown_timeout(5)
+    .bind(config.bind_addr)?;
+
+    for addr in server.addrs() {
+        tracing::info!(%addr, "listening");
+        // One machine-readable line on stdout: scripts and the test suite wait for it.
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "scriptmesh-orchestrator listening on http://{addr}");
+        let _ = stdout.flush();
+    }
+    server.run().await
+}

@@ -1,0 +1,21 @@
+//! What every request handler can reach: the database, configuration, keys and actors.
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::rate_limit::RateLimiter;
+use crate::config::Config;
+use crate::db::Db;
+use crate::email::Mailer;
+use crate::events::EventBus;
+use crate::tenant::TenantRegistry;
+use actix::Addr;
+use std::sync::Arc;
+
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub jwt: JwtKeys,
+    pub mailer: Arc<Mailer>,
+    pub rate_limiter: RateLimiter,
+    pub tenants: Addr<TenantRegistry>,
+    pub events: Addr<EventBus>,
+}

@@ -1,0 +1,113 @@
+//! Messages a tenant supervisor answers. Handlers build them from requests; the supervisor
+//! holds the rules.
+
+use crate::db::models::Job;
+use crate::error::Result;
+use actix::Message;
+use shared_protocol::api::{FanOutJob, JobView};
+use shared_protocol::protocol::{
+    HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, RegisterAgentRequest, RegisterAgentResponse,
+    ResultAck,
+};
+use std::collections::BTreeMap;
+use tokio::sync::oneshot;
+
+/// Registration by the agent itself (`api_key_id` set) or by a person (JWT).
+#[derive(Message)]
+#[rtype(result = "Result<RegisterAgentResponse>")]
+pub struct Register {
+    pub request: RegisterAgentRequest,
+    pub api_key_id: Option<String>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<HeartbeatResponse>")]
+pub struct Heartbeat {
+    pub request: HeartbeatRequest,
+    pub api_key_id: String,
+}
+
+/// Parks a long-poll; the receiver yields jobs or cancels, or nothing if the wait runs out.
+#[derive(Message)]
+#[rtype(result = "Result<oneshot::Receiver<PollResponse>>")]
+pub struct Poll {
+    pub agent: String,
+    pub api_key_id: String,
+    pub capacity: u32,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct StartJob {
+    pub agent: String,
+    pub api_key_id: String,
+    pub job_id: String,
+    pub started_at_ms: i64,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<ResultAck>")]
+pub struct ReportResult {
+    pub job_id: String,
+    pub api_key_id: String,
+    pub report: JobResultReport,
+}
+
+/// Queues one job; it is in the database before this returns.
+#[derive(Message)]
+#[rtype(result = "Result<Triggered>")]
+pub struct Trigger {
+    pub agent: String,
+    pub script: String,
+    pub params: BTreeMap<String, String>,
+    pub timeout_secs: Option<i64>,
+}
+
+pub struct Triggered {
+    pub job: Job,
+    pub agent_online: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<FannedOut>")]
+pub struct FanOut {
+    pub script: String,
+    pub params: BTreeMap<String, String>,
+    pub agents: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub only_online: bool,
+    pub timeout_secs: Option<i64>,
+}
+
+pub struct FannedOut {
+    pub fanout_id: String,
+    pub jobs: Vec<FanOutJob>,
+    /// Agents that were asked for (or matched) but got no job, with why.
+    pub skipped: Vec<(String, String)>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<JobView>")]
+pub struct Cancel {
+    pub job_id: String,
+}
+
+/// Resolves when the job reaches a terminal status (or is dropped if the supervisor restarts).
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct AwaitCompletion {
+    pub job_id: String,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct DeleteAgent {
+    pub name: String,
+}
+
+/// Jobs were queued for this agent behind the supervisor's back (requeued by a sweep).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake {
+    pub agent: String,
+}

@@ -1,0 +1,202 @@
+//! The agent protocol: what an agent sends to the orchestrator and what it gets back.
+//!
+//! Endpoints (all authenticated with the agent's `sm_live_` API key as a Bearer token):
+//! - `POST /register-agent`            [`RegisterAgentRequest`] -> [`RegisterAgentResponse`]
+//! - `POST /agent/heartbeat`           [`HeartbeatRequest`] -> [`HeartbeatResponse`]
+//! - `GET  /agent/poll?agent=&capacity=&wait=` -> [`PollResponse`] (held up to `wait` s)
+//! - `POST /agent/jobs/{id}/start`     [`StartRequest`] -> 200, or 409 when the job was
+//!   cancelled or is not held by this agent (the agent must then not run it)
+//! - `POST /agent/jobs/{id}/result`    [`JobResultReport`] -> [`ResultAck`]; idempotent
+
+use crate::manifest::ManifestEntry;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A job's lifecycle: `pending` -> `dispatched` -> `running` -> a terminal status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Pending,
+    Dispatched,
+    Running,
+    Success,
+    Failed,
+    Timeout,
+    Cancelled,
+    Lost,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 8] = [
+        JobStatus::Pending,
+        JobStatus::Dispatched,
+        JobStatus::Running,
+        JobStatus::Success,
+        JobStatus::Failed,
+        JobStatus::Timeout,
+        JobStatus::Cancelled,
+        JobStatus::Lost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Dispatched => "dispatched",
+            JobStatus::Running => "running",
+            JobStatus::Success => "success",
+            JobStatus::Failed => "failed",
+            JobStatus::Timeout => "timeout",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Lost => "lost",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<JobStatus> {
+        JobStatus::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    /// A terminal job never changes status again (except a late result replacing `lost`).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Success | JobStatus::Failed | JobStatus::Timeout | JobStatus::Cancelled | JobStatus::Lost
+        )
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Sent by an agent at start-up (and by people registering one by hand, as in the spec).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RegisterAgentRequest {
+    pub agent_name: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A key the agent accepts from callers (the spec's manual registration); kept hashed.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub os: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The manifest as the agent read it; absent for a manual registration.
+    #[serde(default)]
+    pub scripts: Option<Vec<ManifestEntry>>,
+    #[serde(default)]
+    pub heartbeat_interval: Option<u64>,
+    /// Jobs the agent is running right now; any other job the orchestrator believes
+    /// this agent runs was lost (the agent restarted).
+    #[serde(default)]
+    pub running_jobs: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RegisterAgentResponse {
+    pub status: String,
+    pub agent: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub agent_name: String,
+    /// The manifest re-read from disk this cycle.
+    pub scripts: Vec<ManifestEntry>,
+    #[serde(default)]
+    pub running_jobs: Vec<String>,
+    /// Seconds until the next heartbeat; the orchestrator marks the agent offline after
+    /// three missed intervals.
+    pub heartbeat_interval: u64,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub status: String,
+    /// Running jobs the agent must kill: they were cancelled.
+    #[serde(default)]
+    pub cancel: Vec<String>,
+}
+
+/// One job handed to an agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobAssignment {
+    pub job_id: String,
+    pub script: String,
+    /// Parameter name -> value; each becomes an environment variable of the script.
+    pub params: BTreeMap<String, String>,
+    /// Seconds before the agent sends SIGTERM (then SIGKILL); none means the agent default.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// The answer to a long-poll: jobs to start (at most the capacity asked for) and running
+/// jobs to kill. Both empty when the wait ran out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollResponse {
+    #[serde(default)]
+    pub jobs: Vec<JobAssignment>,
+    #[serde(default)]
+    pub cancel: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StartRequest {
+    pub agent_name: String,
+    /// Milliseconds since the Unix epoch, on the agent's clock.
+    pub started_at_ms: i64,
+}
+
+/// How a run ended, as the agent saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    /// Exit code 0.
+    Success,
+    /// Non-zero exit, or killed by a signal.
+    Failed,
+    /// Killed after its timeout.
+    Timeout,
+    /// Killed because the job was cancelled.
+    Cancelled,
+    /// Never started: not in the manifest, path outside SCRIPTS_DIR, bad parameter...
+    Rejected,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobResultReport {
+    pub agent_name: String,
+    pub outcome: RunOutcome,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub stdout: String,
+    #[serde(default)]
+    pub stderr: String,
+    #[serde(default)]
+    pub stdout_truncated: bool,
+    #[serde(default)]
+    pub stderr_truncated: bool,
+    pub duration_ms: u64,
+    pub started_at_ms: i64,
+    pub completed_at_ms: i64,
+    /// Why the run was rejected or how it was killed, in words.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResultAck {
+    pub status: String,
+    /// True when this result had already been stored (a retried report).
+    #[serde(default)]
+    pub duplicate: bool,
+}

@@ -1,1 +1,432 @@
-fn main() {}
+//! Benchmark of the dispatch path: an in-process orchestrator on 127.0.0.1 and
+//! protocol-level simulated agents (register, long-poll, start, result — no scripts run).
+//!
+//! Prints, per backend: trigger -> agent receives the job (p50/p99) with 1 and with 100
+//! agents; sustained jobs per second end to end; fan-out to 1,000 agents until every agent
+//! holds its job.
+//!
+//!     cargo run --release -p scriptmesh-bench -- [--postgres postgres://postgres@127.0.0.1:5432/postgres]
+//!         [--jobs N] [--fanout-agents N]
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::future::join_all;
+use orchestrator::auth::{api_keys, sha256_hex};
+use orchestrator::db::{self, models, Db};
+use serde_json::{json, Value};
+use shared_protocol::protocol::{JobResultReport, PollResponse, RegisterAgentRequest, RunOutcome, StartRequest};
+use shared_protocol::ManifestEntry;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+struct Options {
+    postgres: Option<String>,
+    latency_jobs: usize,
+    throughput_jobs: usize,
+    fanout_agents: usize,
+}
+
+fn parse_args() -> Options {
+    let mut options = Options {
+        postgres: None,
+        latency_jobs: 1000,
+        throughput_jobs: 10_000,
+        fanout_agents: 1000,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--postgres" => options.postgres = Some(value()),
+            "--jobs" => options.latency_jobs = value().parse().expect("--jobs takes a number"),
+            "--throughput-jobs" => options.throughput_jobs = value().parse().expect("--throughput-jobs takes a number"),
+            "--fanout-agents" => options.fanout_agents = value().parse().expect("--fanout-agents takes a number"),
+            "-h" | "--help" => {
+                println!("bench [--postgres ADMIN_URL] [--jobs N] [--throughput-jobs N] [--fanout-agents N]");
+                std::process::exit(0);
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    options
+}
+
+fn main() {
+    let options = parse_args();
+    let dir = std::env::temp_dir().join(format!("scriptmesh-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut targets = vec![(
+        "sqlite".to_owned(),
+        format!("sqlite://{}/bench.db", dir.display()),
+        None,
+    )];
+    if let Some(admin) = &options.postgres {
+        let name = format!("sm_bench_{}", std::process::id());
+        let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap_or(admin);
+        targets.push((
+            "postgres".to_owned(),
+            format!("{base}/{name}"),
+            Some((admin.clone(), name)),
+        ));
+    }
+    for (label, url, pg) in targets {
+        if let Some((admin, name)) = &pg {
+            admin_sql(admin, &format!("CREATE DATABASE {name}"));
+        }
+        println!("== {label} ==");
+        run_backend(&url, &options);
+        if let Some((admin, name)) = &pg {
+            admin_sql(admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn admin_sql(admin_url: &str, sql: &str) {
+    let (admin_url, sql) = (admin_url.to_owned(), sql.to_owned());
+    actix_rt::System::new().block_on(async move {
+        let mut conn = AsyncPgConnection::establish(&admin_url)
+            .await
+            .expect("connect to PostgreSQL");
+        diesel::sql_query(sql).execute(&mut conn).await.expect("admin SQL");
+    });
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn run_backend(database_url: &str, options: &Options) {
+    let port = free_port();
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("BIND_ADDR", format!("127.0.0.1:{port}")),
+        ("DATABASE_URL", database_url.to_owned()),
+        ("JWT_SECRET", "bench-secret-bench-secret-bench".to_owned()),
+        ("LOG_FORMAT", "text".to_owned()),
+        ("HTTP_WORKERS", "2".to_owned()),
+        ("DATABASE_POOL_SIZE", std::env::var("BENCH_POOL").unwrap_or("16".into())),
+    ]);
+    let config = orchestrator::config::Config::from_lookup(|name| vars.get(name).cloned()).expect("config");
+    // The key is written (and the schema migrated) before the server starts.
+    let key = actix_rt::System::new().block_on(create_key(database_url));
+    std::thread::spawn(move || {
+        if let Err(error) = orchestrator::server::run(config) {
+            eprintln!("orchestrator stopped: {error}");
+        }
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&base);
+
+    actix_rt::System::new().block_on(async move {
+        let bench = Bench { base, key };
+        bench.latency(1, options.latency_jobs).await;
+        bench.latency(100, options.latency_jobs).await;
+        bench.throughput(100, options.throughput_jobs).await;
+        bench.fan_out(options.fanout_agents).await;
+    });
+}
+
+/// A tenant and an API key, written straight to the database the orchestrator uses.
+async fn create_key(database_url: &str) -> String {
+    let db = Db::connect(database_url, 2).await.expect("database");
+    let now = db::now_ms();
+    let tenant = models::Tenant {
+        id: db::new_id("ten"),
+        name: "bench".into(),
+        created_at: now,
+    };
+    let user = models::User {
+        id: db::new_id("usr"),
+        tenant_id: tenant.id.clone(),
+        email: format!("bench{now}@example.com"),
+        password_hash: "-".into(),
+        role: "owner".into(),
+        email_verified: true,
+        created_at: now,
+    };
+    db::accounts::create_tenant_with_owner(&db, &tenant, &user)
+        .await
+        .expect("tenant");
+    let raw = api_keys::generate();
+    db::accounts::insert_api_key(
+        &db,
+        &models::ApiKey {
+            id: db::new_id("key"),
+            tenant_id: tenant.id,
+            user_id: Some(user.id),
+            name: "bench".into(),
+            key_prefix: api_keys::display_prefix(&raw),
+            key_hash: sha256_hex(&raw),
+            created_at: now,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        },
+    )
+    .await
+    .expect("key");
+    raw
+}
+
+fn wait_until_up(base: &str) {
+    let url = format!("{base}/health");
+    for _ in 0..200 {
+        let up = actix_rt::System::new()
+            .block_on(async { client().get(&url).send().await.is_ok_and(|r| r.status().is_success()) });
+        if up {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("orchestrator did not come up");
+}
+
+fn client() -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().limit(0).timeout(Duration::from_secs(10)))
+        .timeout(Duration::from_secs(60))
+        .finish()
+}
+
+struct Bench {
+    base: String,
+    key: String,
+}
+
+/// What a simulated agent tells the bench: job id and when it was received.
+type Received = (String, Instant);
+
+impl Bench {
+    async fn post(&self, client: &awc::Client, path: &str, body: &Value) -> (u16, Value) {
+        let mut response = client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send_json(body)
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().limit(64 << 20).await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Starts `count` simulated agents named `{prefix}-{i}`, tagged `bench`, each polling with
+    /// `capacity` slots; every job they get is started and reported at once.
+    async fn start_agents(
+        &self,
+        prefix: &str,
+        count: usize,
+        capacity: u32,
+    ) -> (mpsc::UnboundedReceiver<Received>, Rc<RefCell<bool>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stop = Rc::new(RefCell::new(false));
+        let registrations = (0..count).map(|i| {
+            let name = format!("{prefix}-{i}");
+            let client = client();
+            async move {
+                let request = RegisterAgentRequest {
+                    agent_name: name.clone(),
+                    tags: vec!["bench".into(), prefix.to_owned()],
+                    scripts: Some(vec![ManifestEntry {
+                        name: "noop.sh".into(),
+                        path: "noop.sh".into(),
+                        description: String::new(),
+                    }]),
+                    heartbeat_interval: Some(600),
+                    running_jobs: Some(Vec::new()),
+                    ..Default::default()
+                };
+                let (status, _) = self
+                    .post(
+                        &client,
+                        "/register-agent",
+                        &serde_json::to_value(request).unwrap_or_default(),
+                    )
+                    .await;
+                assert_eq!(status, 200, "register {name}");
+                name
+            }
+        });
+        for name in join_all(registrations).await {
+            let (tx, stop, base, key) = (tx.clone(), stop.clone(), self.base.clone(), self.key.clone());
+            actix_rt::spawn(async move { simulated_agent(base, key, name, capacity, tx, stop).await });
+        }
+        // Let every agent park its first poll.
+        actix_rt::time::sleep(Duration::from_millis(300 + count as u64)).await;
+        (rx, stop)
+    }
+
+    async fn latency(&self, agents: usize, jobs: usize) {
+        let prefix = format!("lat{agents}");
+        let (mut received, stop) = self.start_agents(&prefix, agents, 1).await;
+        let client = client();
+        let mut samples = Vec::with_capacity(jobs);
+        for i in 0..jobs {
+            let agent = format!("{prefix}-{}", i % agents);
+            let sent = Instant::now();
+            let (status, body) = self
+                .post(
+                    &client,
+                    "/trigger-script",
+                    &json!({"agent": agent, "run_script": "noop.sh", "async_exec": true}),
+                )
+                .await;
+            assert_eq!(status, 202, "trigger: {body}");
+            let job_id = body["job_id"].as_str().unwrap_or_default().to_owned();
+            loop {
+                let (id, at) = received.recv().await.expect("agents alive");
+                if id == job_id {
+                    samples.push(at.duration_since(sent));
+                    break;
+                }
+            }
+            // Give the agent time to report and park its next poll.
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        }
+        *stop.borrow_mut() = true;
+        samples.sort();
+        println!(
+            "trigger -> agent receives job, {agents:>3} agent(s), {jobs} jobs: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            ms(percentile(&samples, 0.50)),
+            ms(percentile(&samples, 0.99)),
+            ms(*samples.last().unwrap_or(&Duration::ZERO)),
+        );
+    }
+
+    async fn throughput(&self, agents: usize, jobs: usize) {
+        let prefix = "tput";
+        let (mut received, stop) = self.start_agents(prefix, agents, 8).await;
+        let started = Instant::now();
+        let triggerers = 16;
+        let per = jobs / triggerers;
+        let tasks = (0..triggerers).map(|t| {
+            let client = client();
+            async move {
+                for i in 0..per {
+                    let agent = format!("{prefix}-{}", (t * per + i) % agents);
+                    let (status, body) = self
+                        .post(
+                            &client,
+                            "/trigger-script",
+                            &json!({"agent": agent, "run_script": "noop.sh"}),
+                        )
+                        .await;
+                    assert_eq!(status, 202, "trigger: {body}");
+                }
+            }
+        });
+        let triggering = join_all(tasks);
+        let total = per * triggerers;
+        let receiving = async {
+            for _ in 0..total {
+                received.recv().await.expect("agents alive");
+            }
+        };
+        futures_util::join!(triggering, receiving);
+        // Results are reported right after receipt; give the last ones a moment to land.
+        let elapsed = started.elapsed();
+        *stop.borrow_mut() = true;
+        println!(
+            "sustained: {total} jobs triggered and dispatched to {agents} agents in {:.2} s = {:.0} jobs/s",
+            elapsed.as_secs_f64(),
+            total as f64 / elapsed.as_secs_f64()
+        );
+    }
+
+    async fn fan_out(&self, agents: usize) {
+        let prefix = "fan";
+        let (mut received, stop) = self.start_agents(prefix, agents, 1).await;
+        let client = client();
+        let started = Instant::now();
+        let (status, body) = self
+            .post(
+                &client,
+                "/fan-out",
+                &json!({"run_script": "noop.sh", "tags": [prefix], "only_online": true}),
+            )
+            .await;
+        let created = started.elapsed();
+        assert_eq!(status, 202, "fan-out: {body}");
+        let expected = body["jobs"].as_array().map(Vec::len).unwrap_or_default();
+        assert_eq!(expected, agents, "every agent gets a job");
+        let mut last = started;
+        for _ in 0..expected {
+            last = received.recv().await.expect("agents alive").1;
+        }
+        *stop.borrow_mut() = true;
+        println!(
+            "fan-out to {agents} agents: {:.1} ms until the API answered, {:.1} ms until every agent held its job",
+            ms(created),
+            ms(last.duration_since(started))
+        );
+    }
+}
+
+async fn simulated_agent(
+    base: String,
+    key: String,
+    name: String,
+    capacity: u32,
+    tx: mpsc::UnboundedSender<Received>,
+    stop: Rc<RefCell<bool>>,
+) {
+    let client = client();
+    while !*stop.borrow() {
+        let url = format!("{base}/agent/poll?agent={name}&capacity={capacity}&wait=2");
+        let Ok(mut response) = client.get(&url).bearer_auth(&key).send().await else {
+            continue;
+        };
+        let Ok(poll) = response.json::<PollResponse>().await else {
+            continue;
+        };
+        let now = Instant::now();
+        for job in &poll.jobs {
+            let _ = tx.send((job.job_id.clone(), now));
+        }
+        for job in poll.jobs {
+            let at = db::now_ms();
+            let start = StartRequest {
+                agent_name: name.clone(),
+                started_at_ms: at,
+            };
+            let _ = client
+                .post(format!("{base}/agent/jobs/{}/start", job.job_id))
+                .bearer_auth(&key)
+                .send_json(&start)
+                .await;
+            let report = JobResultReport {
+                agent_name: name.clone(),
+                outcome: RunOutcome::Success,
+                exit_code: Some(0),
+                stdout: String::new(),
+                stderr: String::new(),
+                stdout_truncated: false,
+                stderr_truncated: false,
+                duration_ms: 0,
+                started_at_ms: at,
+                completed_at_ms: at,
+                reason: None,
+            };
+            let _ = client
+                .post(format!("{base}/agent/jobs/{}/result", job.job_id))
+                .bearer_auth(&key)
+                .send_json(&report)
+                .await;
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

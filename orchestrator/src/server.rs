@@ -2,6 +2,7 @@
 
 use crate::api;
 use crate::auth::jwt::JwtKeys;
+use crate::auth::key_cache::KeyCache;
 use crate::auth::rate_limit::RateLimiter;
 use crate::config::{Config, LogFormat};
 use crate::db::{self, Db};
@@ -63,6 +64,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
         jwt: JwtKeys::new(secret.as_bytes()),
         mailer: Arc::new(mailer),
         rate_limiter: RateLimiter::new(Duration::from_secs(60)),
+        key_cache: KeyCache::new(Duration::from_secs(5)),
         tenants,
         events,
     });
@@ -76,6 +78,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
             .default_service(web::to(api::not_found))
     })
     .workers(config.workers)
+    .tcp_nodelay(true)
     .shutdown_timeout(5)
     .bind(config.bind_addr)?;
 

@@ -1,6 +1,7 @@
 //! What every request handler can reach: the database, configuration, keys and actors.
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::key_cache::KeyCache;
 use crate::auth::rate_limit::RateLimiter;
 use crate::config::Config;
 use crate::db::Db;
@@ -16,6 +17,7 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub mailer: Arc<Mailer>,
     pub rate_limiter: RateLimiter,
+    pub key_cache: KeyCache,
     pub tenants: Addr<TenantRegistry>,
     pub events: Addr<EventBus>,
 }

@@ -15,10 +15,10 @@ use std::time::Duration;
 const RESULT_LIMIT: usize = 16 << 20;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/agent/heartbeat", web::post().to(heartbeat))
-        .route("/agent/poll", web::get().to(poll))
-        .route("/agent/jobs/{id}/start", web::post().to(start))
-        .route("/agent/jobs/{id}/result", web::post().to(result));
+    cfg.service(web::resource("/agent/heartbeat").route(web::post().to(heartbeat)));
+    cfg.service(web::resource("/agent/poll").route(web::get().to(poll)));
+    cfg.service(web::resource("/agent/jobs/{id}/start").route(web::post().to(start)));
+    cfg.service(web::resource("/agent/jobs/{id}/result").route(web::post().to(result)));
 }
 
 fn agent_key(caller: &Caller) -> Result<String> {

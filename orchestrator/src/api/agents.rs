@@ -13,11 +13,14 @@ use serde_json::{json, Map, Value};
 use shared_protocol::protocol::RegisterAgentRequest;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/register-agent", web::post().to(register))
-        .route("/agents", web::get().to(list))
-        .route("/agents/{name}", web::get().to(get))
-        .route("/agents/{name}", web::delete().to(delete))
-        .route("/get-scripts", web::get().to(get_scripts));
+    cfg.service(web::resource("/register-agent").route(web::post().to(register)));
+    cfg.service(web::resource("/agents").route(web::get().to(list)));
+    cfg.service(
+        web::resource("/agents/{name}")
+            .route(web::get().to(get))
+            .route(web::delete().to(delete)),
+    );
+    cfg.service(web::resource("/get-scripts").route(web::get().to(get_scripts)));
 }
 
 /// Registration by a person (spec's manual registration) or by the agent at start-up.

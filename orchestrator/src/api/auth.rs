@@ -16,16 +16,19 @@ const MAX_CODE_ATTEMPTS: i32 = 5;
 const MAX_EMAIL_LEN: usize = 254;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/auth/register", web::post().to(register))
-        .route("/auth/verify-email", web::post().to(verify_email))
-        .route("/auth/resend-code", web::post().to(resend_code))
-        .route("/auth/login", web::post().to(login))
-        .route("/auth/refresh", web::post().to(refresh))
-        .route("/auth/logout", web::post().to(logout))
-        .route("/auth/me", web::get().to(me))
-        .route("/auth/api-keys", web::post().to(create_api_key))
-        .route("/auth/api-keys", web::get().to(list_api_keys))
-        .route("/auth/api-keys/{id}", web::delete().to(revoke_api_key));
+    cfg.service(web::resource("/auth/register").route(web::post().to(register)));
+    cfg.service(web::resource("/auth/verify-email").route(web::post().to(verify_email)));
+    cfg.service(web::resource("/auth/resend-code").route(web::post().to(resend_code)));
+    cfg.service(web::resource("/auth/login").route(web::post().to(login)));
+    cfg.service(web::resource("/auth/refresh").route(web::post().to(refresh)));
+    cfg.service(web::resource("/auth/logout").route(web::post().to(logout)));
+    cfg.service(web::resource("/auth/me").route(web::get().to(me)));
+    cfg.service(
+        web::resource("/auth/api-keys")
+            .route(web::post().to(create_api_key))
+            .route(web::get().to(list_api_keys)),
+    );
+    cfg.service(web::resource("/auth/api-keys/{id}").route(web::delete().to(revoke_api_key)));
 }
 
 #[derive(Deserialize)]
@@ -529,6 +532,7 @@ async fn revoke_api_key(
     if !accounts::revoke_api_key(&state.db, &caller.tenant_id, &key_id, db::now_ms()).await? {
         return Err(Error::not_found(format!("API key {key_id}")));
     }
+    state.key_cache.evict(&key_id);
     audit::record(
         &state.db,
         AuditEvent {

@@ -19,12 +19,12 @@ use std::time::Duration;
 const MAX_SYNC_WAIT: Duration = Duration::from_secs(300);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/trigger-script", web::post().to(trigger))
-        .route("/jobs", web::get().to(list))
-        .route("/jobs/{id}", web::get().to(get))
-        .route("/jobs/{id}/cancel", web::post().to(cancel))
-        .route("/fan-out", web::post().to(fan_out))
-        .route("/fan-out/{id}", web::get().to(get_fan_out));
+    cfg.service(web::resource("/trigger-script").route(web::post().to(trigger)));
+    cfg.service(web::resource("/jobs").route(web::get().to(list)));
+    cfg.service(web::resource("/jobs/{id}").route(web::get().to(get)));
+    cfg.service(web::resource("/jobs/{id}/cancel").route(web::post().to(cancel)));
+    cfg.service(web::resource("/fan-out").route(web::post().to(fan_out)));
+    cfg.service(web::resource("/fan-out/{id}").route(web::get().to(get_fan_out)));
 }
 
 async fn trigger(

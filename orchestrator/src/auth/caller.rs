@@ -82,9 +82,17 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller> {
     if token.len() > 256 {
         return Err(Error::unauthorized("the API key is not valid"));
     }
-    let key = accounts::find_api_key_by_hash(&state.db, &sha256_hex(token))
-        .await?
-        .ok_or_else(|| Error::unauthorized("the API key is not valid"))?;
+    let key_hash = sha256_hex(token);
+    let key = match state.key_cache.get(&key_hash) {
+        Some(key) => key,
+        None => {
+            let key = accounts::find_api_key_by_hash(&state.db, &key_hash)
+                .await?
+                .ok_or_else(|| Error::unauthorized("the API key is not valid"))?;
+            state.key_cache.put(key.clone());
+            key
+        }
+    };
     let now = db::now_ms();
     if key.revoked_at.is_some() {
         return Err(Error::unauthorized("the API key has been revoked"));
@@ -96,6 +104,10 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller> {
         });
     }
     if key.last_used_at.is_none_or(|used| now - used > TOUCH_INTERVAL_MS) {
+        // Remember the touch in the cache too, so the next requests do not repeat it.
+        let mut touched = key.clone();
+        touched.last_used_at = Some(now);
+        state.key_cache.put(touched);
         let db = state.db.clone();
         let key_id = key.id.clone();
         actix_rt::spawn(async move {

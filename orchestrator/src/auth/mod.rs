@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod caller;
 pub mod jwt;
+pub mod key_cache;
 pub mod passwords;
 pub mod rate_limit;
 

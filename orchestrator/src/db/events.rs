@@ -3,15 +3,22 @@
 use super::models::Event;
 use super::schema::events;
 use super::Db;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::with_conn;
 use diesel::prelude::*;
+use diesel_async::AsyncConnection;
 use diesel_async::RunQueryDsl;
 
-pub async fn insert(db: &Db, event: &Event) -> Result<()> {
+/// Writes a batch of events in one transaction.
+pub async fn insert_many(db: &Db, batch: &[Event]) -> Result<()> {
     with_conn!(db, |conn| {
-        diesel::insert_into(events::table).values(event).execute(conn).await?;
-        Ok(())
+        conn.transaction::<_, Error, _>(async |conn| {
+            for event in batch {
+                diesel::insert_into(events::table).values(event).execute(conn).await?;
+            }
+            Ok(())
+        })
+        .await
     })
 }
 

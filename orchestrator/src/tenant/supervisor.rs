@@ -72,6 +72,9 @@ pub struct TenantSupervisor {
     waiters: HashMap<String, VecDeque<Waiter>>,
     pumping: HashSet<String>,
     repump: HashSet<String>,
+    /// Agents whose queue was seen empty by the last claim, with nothing queued since: a
+    /// trigger for them can go straight to a parked poll, in one write instead of two.
+    drained: HashSet<String>,
     completions: HashMap<String, Vec<oneshot::Sender<()>>>,
 }
 
@@ -86,6 +89,7 @@ impl TenantSupervisor {
             waiters: HashMap::new(),
             pumping: HashSet::new(),
             repump: HashSet::new(),
+            drained: HashSet::new(),
             completions: HashMap::new(),
         }
     }
@@ -169,12 +173,17 @@ impl TenantSupervisor {
         ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| {
             act.pumping.remove(&agent);
             match result {
-                Ok(jobs) if !jobs.is_empty() => {
-                    act.deliver(&agent, jobs, ctx);
-                    act.pump(&agent, ctx);
-                }
-                Ok(_) => {
-                    if act.repump.remove(&agent) {
+                Ok(jobs) => {
+                    let more = act.repump.remove(&agent);
+                    if jobs.len() < capacity as usize && !more {
+                        act.drained.insert(agent.clone());
+                    } else {
+                        act.drained.remove(&agent);
+                    }
+                    if !jobs.is_empty() {
+                        act.deliver(&agent, jobs, None, ctx);
+                    }
+                    if more || !act.drained.contains(&agent) {
                         act.pump(&agent, ctx);
                     }
                 }
@@ -186,7 +195,17 @@ impl TenantSupervisor {
         }));
     }
 
-    fn deliver(&mut self, agent: &str, jobs: Vec<Job>, ctx: &mut Context<Self>) {
+    /// Takes the first live parked poll of the agent that has room for jobs.
+    fn take_capacity_waiter(&mut self, agent: &str) -> Option<Waiter> {
+        let queue = self.waiters.get_mut(agent)?;
+        queue.retain(|w| !w.tx.is_closed());
+        let position = queue.iter().position(|w| w.capacity > 0)?;
+        queue.remove(position)
+    }
+
+    /// Hands dispatched jobs to `waiter` or else to the agent's parked polls; jobs nobody
+    /// takes go back to the queue.
+    fn deliver(&mut self, agent: &str, jobs: Vec<Job>, waiter: Option<Waiter>, ctx: &mut Context<Self>) {
         let assignments: Vec<JobAssignment> = jobs
             .iter()
             .map(|job| JobAssignment {
@@ -200,17 +219,16 @@ impl TenantSupervisor {
             jobs: assignments,
             cancel: Vec::new(),
         };
-        if let Some(queue) = self.waiters.get_mut(agent) {
-            while let Some(position) = queue.iter().position(|w| w.capacity > 0) {
-                let Some(waiter) = queue.remove(position) else { break };
-                match waiter.tx.send(response) {
-                    Ok(()) => return,
-                    // That poll was abandoned a moment ago: try the next one.
-                    Err(returned) => response = returned,
-                }
+        let mut next = waiter;
+        while let Some(waiter) = next.take().or_else(|| self.take_capacity_waiter(agent)) {
+            match waiter.tx.send(response) {
+                Ok(()) => return,
+                // That poll was abandoned a moment ago: try the next one.
+                Err(returned) => response = returned,
             }
         }
         // Nobody took them: back to the queue.
+        self.drained.remove(agent);
         let ids: Vec<String> = response.jobs.into_iter().map(|j| j.job_id).collect();
         let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
         ctx.spawn(
@@ -272,6 +290,7 @@ impl TenantSupervisor {
         mark_offline: bool,
         ctx: &mut Context<Self>,
     ) {
+        self.drained.remove(agent);
         let (db, tenant, name) = (self.db.clone(), self.tenant_id.clone(), agent.to_owned());
         let work = async move {
             let now = db::now_ms();
@@ -324,6 +343,7 @@ impl Supervised for TenantSupervisor {
         self.waiters.clear();
         self.pumping.clear();
         self.repump.clear();
+        self.drained.clear();
         self.completions.clear();
         self.started_at_ms = db::now_ms();
     }
@@ -655,6 +675,22 @@ impl Handler<Trigger> for TenantSupervisor {
             let job = self.new_job(&msg.agent, &msg.script, &msg.params, msg.timeout_secs, None)?;
             Ok((job, agent.online()))
         })();
+        // Fast path: nothing queued ahead and a poll parked, so the job is written as
+        // dispatched and handed over at once.
+        let direct = match &checked {
+            Ok(_) if self.drained.contains(&msg.agent) && !self.pumping.contains(&msg.agent) => {
+                self.take_capacity_waiter(&msg.agent)
+            }
+            _ => None,
+        };
+        let checked = checked.map(|(mut job, online)| {
+            if direct.is_some() {
+                job.status = JobStatus::Dispatched.as_str().into();
+                job.dispatched_at = Some(job.created_at);
+                job.attempts = 1;
+            }
+            (job, online)
+        });
         let db = self.db.clone();
         Box::pin(
             async move {
@@ -666,9 +702,24 @@ impl Handler<Trigger> for TenantSupervisor {
                 })
             }
             .into_actor(self)
-            .map(|result: Result<Triggered>, act, ctx| {
-                let triggered = result?;
-                act.pump(&triggered.job.agent_name, ctx);
+            .map(move |result: Result<Triggered>, act, ctx| {
+                let triggered = match result {
+                    Ok(triggered) => triggered,
+                    Err(error) => {
+                        if let Some(waiter) = direct {
+                            act.waiters.entry(msg.agent.clone()).or_default().push_front(waiter);
+                        }
+                        return Err(error);
+                    }
+                };
+                let agent = triggered.job.agent_name.clone();
+                if direct.is_some() {
+                    act.deliver(&agent, vec![triggered.job.clone()], direct, ctx);
+                    // The caller sees the job as queued: the agent has not confirmed it yet.
+                } else {
+                    act.drained.remove(&agent);
+                    act.pump(&agent, ctx);
+                }
                 Ok(triggered)
             }),
         )
@@ -754,6 +805,7 @@ impl Handler<FanOut> for TenantSupervisor {
             .map(move |result, act, ctx| {
                 let (jobs, skipped) = result?;
                 for job in &jobs {
+                    act.drained.remove(&job.agent_name);
                     act.pump(&job.agent_name, ctx);
                 }
                 Ok(FannedOut {
@@ -842,6 +894,7 @@ impl Handler<Wake> for TenantSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Wake, ctx: &mut Context<Self>) {
+        self.drained.remove(&msg.agent);
         self.pump(&msg.agent, ctx);
     }
 }

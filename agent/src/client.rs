@@ -4,13 +4,12 @@
 
 use crate::config::Config;
 use crate::error::AgentError;
-use awc::http::StatusCode;
 use futures_util::Stream;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared_protocol::protocol::{
-    HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, RegisterAgentRequest,
-    RegisterAgentResponse, StartRequest,
+    HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, RegisterAgentRequest, RegisterAgentResponse,
+    StartRequest,
 };
 use shared_protocol::{AgentName, JobId};
 use std::rc::Rc;
@@ -92,9 +91,7 @@ impl OrchestratorClient {
 
     /// Ok only for a 2xx: the orchestrator agrees this agent runs the job now.
     pub async fn start_job(&self, job_id: &JobId, body: &StartRequest) -> Result<(), AgentError> {
-        let response = self
-            .post("start", format!("/agent/jobs/{job_id}/start"), body)
-            .await?;
+        let response = self.post("start", format!("/agent/jobs/{job_id}/start"), body).await?;
         check_status("start", response).await.map(drop)
     }
 
@@ -148,7 +145,7 @@ async fn check_status<S: Stream<Item = ResponseStreamItem>>(
     };
     Err(AgentError::Status {
         endpoint,
-        status: status_code(status),
+        status: status.as_u16(),
         body,
     })
 }
@@ -167,8 +164,4 @@ async fn read_json<T: DeserializeOwned, S: Stream<Item = ResponseStreamItem>>(
         endpoint,
         message: error.to_string(),
     })
-}
-
-fn status_code(status: StatusCode) -> u16 {
-    status.as_u16()
 }

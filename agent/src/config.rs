@@ -80,9 +80,7 @@ impl Config {
         Config::from_lookup(|name| Ok(vars.get(name).cloned()))
     }
 
-    fn from_lookup(
-        lookup: impl Fn(&str) -> Result<Option<String>, String>,
-    ) -> Result<Config, AgentError> {
+    fn from_lookup(lookup: impl Fn(&str) -> Result<Option<String>, String>) -> Result<Config, AgentError> {
         let vars = Vars { lookup };
 
         let agent_name = vars.required("AGENT_NAME")?;
@@ -136,8 +134,9 @@ impl Config {
         );
         // A week is far beyond any sane script; the cap catches unit mistakes (ms for s).
         let default_job_timeout = Duration::from_secs(vars.number("DEFAULT_JOB_TIMEOUT", 3600, 1, 7 * 24 * 3600)?);
-        // Each running job may hold two buffers of this size in memory.
-        let output_limit_bytes = vars.number("OUTPUT_LIMIT_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024)? as usize;
+        // Each running job holds two buffers of this size in memory, and the result must
+        // fit the orchestrator's request limit (16 MiB) once JSON-escaped.
+        let output_limit_bytes = vars.number("OUTPUT_LIMIT_BYTES", 1024 * 1024, 1, 8 * 1024 * 1024)? as usize;
         let kill_grace = Duration::from_secs(vars.number("KILL_GRACE_SECS", 5, 0, 600)?);
         let poll_wait = Duration::from_secs(vars.number("POLL_WAIT_SECS", 30, 1, 300)?);
 

@@ -7,10 +7,7 @@ use std::path::PathBuf;
 pub enum AgentError {
     /// A configuration variable is missing or has a bad value; start-up stops.
     #[error("invalid configuration: {variable}: {message}")]
-    Config {
-        variable: &'static str,
-        message: String,
-    },
+    Config { variable: &'static str, message: String },
 
     #[error("{context} ({path}): {source}")]
     Io {
@@ -30,10 +27,7 @@ pub enum AgentError {
 
     /// No HTTP answer at all: connection refused, DNS, TLS, timeout.
     #[error("orchestrator unreachable at {endpoint}: {message}")]
-    Unreachable {
-        endpoint: &'static str,
-        message: String,
-    },
+    Unreachable { endpoint: &'static str, message: String },
 
     /// The orchestrator answered with a non-2xx status.
     #[error("orchestrator answered {status} at {endpoint}: {body}")]
@@ -45,13 +39,10 @@ pub enum AgentError {
 
     /// A 2xx answer whose body is not what the protocol promises.
     #[error("orchestrator sent an unreadable answer at {endpoint}: {message}")]
-    InvalidResponse {
-        endpoint: &'static str,
-        message: String,
-    },
+    InvalidResponse { endpoint: &'static str, message: String },
 
     /// The health server could not bind its port.
-    #[error("could not listen on {address}: {source}")]
+    #[error("could not listen on {address} (AGENT_BIND_HOST/AGENT_PORT): {source}")]
     Bind {
         address: String,
         #[source]

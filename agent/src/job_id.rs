@@ -8,9 +8,7 @@ const MAX_JOB_ID_LEN: usize = 128;
 pub fn parse_job_id(raw: &str) -> Result<JobId, String> {
     let well_formed = !raw.is_empty()
         && raw.len() <= MAX_JOB_ID_LEN
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if well_formed {
         Ok(JobId::from(raw))
     } else {

@@ -19,6 +19,8 @@ pub struct RunnableScript {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LoadedManifest {
     scripts: Vec<RunnableScript>,
+    /// Why entries (or the whole file) were left out, for [`LoadedManifest::log_problems`].
+    problems: Vec<String>,
 }
 
 impl LoadedManifest {
@@ -39,6 +41,18 @@ impl LoadedManifest {
     pub fn is_empty(&self) -> bool {
         self.scripts.is_empty()
     }
+
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+
+    /// Loading does not log, because the manifest is re-read every heartbeat; whoever
+    /// sees a changed manifest calls this, so each problem is logged once, not forever.
+    pub fn log_problems(&self) {
+        for problem in &self.problems {
+            tracing::warn!(%problem, "manifest entry not runnable");
+        }
+    }
 }
 
 /// Reads and validates the manifest file. Invalid entries are dropped with a warning;
@@ -51,16 +65,16 @@ pub fn read(manifest_path: &Path, scripts_dir: &Path) -> Result<LoadedManifest, 
     parse(&text, manifest_path, scripts_dir)
 }
 
-/// Like [`read`], but a missing or broken file yields an empty manifest. Failing closed
-/// is deliberate: deleting or corrupting the manifest must disable scripts, not keep
-/// an older whitelist alive.
+/// Like [`read`], but a missing or broken file yields an empty manifest (with the error
+/// as its problem). Failing closed is deliberate: deleting or corrupting the manifest
+/// must disable scripts, not keep an older whitelist alive.
 pub fn load_or_empty(manifest_path: &Path, scripts_dir: &Path) -> LoadedManifest {
     match read(manifest_path, scripts_dir) {
         Ok(manifest) => manifest,
-        Err(error) => {
-            tracing::warn!(%error, "no scripts are runnable until the manifest is fixed");
-            LoadedManifest::default()
-        }
+        Err(error) => LoadedManifest {
+            scripts: Vec::new(),
+            problems: vec![format!("{error}; no scripts are runnable until it is fixed")],
+        },
     }
 }
 
@@ -73,26 +87,24 @@ pub fn parse(text: &str, manifest_path: &Path, scripts_dir: &Path) -> Result<Loa
     })?;
 
     let mut scripts: Vec<RunnableScript> = Vec::with_capacity(manifest.scripts.len());
+    let mut problems = Vec::new();
     for entry in manifest.scripts {
         if scripts.iter().any(|known| known.entry.name == entry.name) {
-            tracing::warn!(script = %entry.name, "duplicate manifest entry ignored; the first one wins");
+            problems.push(format!("{:?}: duplicate entry ignored; the first one wins", entry.name));
             continue;
         }
         if entry.name.trim().is_empty() || entry.name.chars().any(char::is_control) {
-            tracing::warn!(script = ?entry.name, "manifest entry ignored: the name is empty or has control characters");
+            problems.push(format!("{:?}: the name is empty or has control characters", entry.name));
             continue;
         }
         match resolve_script_path(&entry.path, scripts_dir) {
-            Ok(resolved_path) => scripts.push(RunnableScript {
-                entry,
-                resolved_path,
-            }),
+            Ok(resolved_path) => scripts.push(RunnableScript { entry, resolved_path }),
             Err(reason) => {
-                tracing::warn!(script = %entry.name, path = %entry.path, %reason, "manifest entry ignored");
+                problems.push(format!("{:?}: {reason}", entry.name));
             }
         }
     }
-    Ok(LoadedManifest { scripts })
+    Ok(LoadedManifest { scripts, problems })
 }
 
 /// Where a manifest path points, if it is allowed to run: no `..` component, and once
@@ -126,8 +138,8 @@ pub fn resolve_script_path(path: &str, scripts_dir: &Path) -> Result<PathBuf, St
             canonical_dir.display()
         ));
     }
-    let metadata = std::fs::metadata(&canonical)
-        .map_err(|error| format!("{} cannot be read: {error}", canonical.display()))?;
+    let metadata =
+        std::fs::metadata(&canonical).map_err(|error| format!("{} cannot be read: {error}", canonical.display()))?;
     if !metadata.is_file() {
         return Err(format!("{} is not a regular file", canonical.display()));
     }
@@ -174,6 +186,7 @@ mod tests {
         let text = manifest_json(&[("dotdot", "sub/../ok.sh"), ("escape", "../etc/passwd")]);
         let manifest = parse(&text, Path::new("m.json"), dir.path()).expect("parses");
         assert!(manifest.is_empty(), "{manifest:?}");
+        assert_eq!(manifest.problems().len(), 2);
         let reason = resolve_script_path("sub/../ok.sh", dir.path()).expect_err("refused");
         assert!(reason.contains(".."), "{reason}");
     }
@@ -189,7 +202,10 @@ mod tests {
 
         let text = manifest_json(&[("link", "link.sh"), ("viadir", "linkdir/evil.sh"), ("ok", "ok.sh")]);
         let manifest = parse(&text, Path::new("m.json"), dir.path()).expect("parses");
-        assert_eq!(manifest.entries().iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["ok"]);
+        assert_eq!(
+            manifest.entries().iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+            ["ok"]
+        );
         let reason = resolve_script_path("link.sh", dir.path()).expect_err("refused");
         assert!(reason.contains("outside SCRIPTS_DIR"), "{reason}");
     }
@@ -218,7 +234,9 @@ mod tests {
         assert!(parse("{not json", Path::new("m.json"), dir.path()).is_err());
         let missing = dir.path().join("nope.json");
         assert!(read(&missing, dir.path()).is_err());
-        assert!(load_or_empty(&missing, dir.path()).is_empty());
+        let loaded = load_or_empty(&missing, dir.path());
+        assert!(loaded.is_empty());
+        assert!(loaded.problems()[0].contains("nope.json"), "{:?}", loaded.problems());
     }
 
     #[test]

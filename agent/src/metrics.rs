@@ -41,10 +41,7 @@ impl Metrics {
         let running_jobs = IntGauge::new("running_jobs", "Jobs running or queued on this agent")?;
         let heartbeats_sent = IntCounter::new("heartbeats_sent_total", "Heartbeats the orchestrator accepted")?;
         let heartbeats_failed = IntCounter::new("heartbeats_failed_total", "Heartbeats that failed")?;
-        let polls = IntCounterVec::new(
-            Opts::new("polls_total", "Long-polls completed, by result"),
-            &["result"],
-        )?;
+        let polls = IntCounterVec::new(Opts::new("polls_total", "Long-polls completed, by result"), &["result"])?;
         let registrations = IntCounter::new("registrations_total", "Successful registrations")?;
         let spooled_results = IntGauge::new("spooled_results", "Results waiting for delivery")?;
         let manifest_scripts = IntGauge::new("manifest_scripts", "Runnable scripts in the manifest")?;

@@ -32,9 +32,7 @@ impl Spool {
             path: dir.to_owned(),
             source,
         })?;
-        Ok(Spool {
-            dir: dir.to_owned(),
-        })
+        Ok(Spool { dir: dir.to_owned() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -67,8 +65,7 @@ impl Spool {
             .and_then(|()| file.sync_all())
             .map_err(|error| spool_error(format!("cannot write: {error}")))?;
         drop(file);
-        std::fs::rename(&tmp_path, &path)
-            .map_err(|error| spool_error(format!("cannot rename into place: {error}")))?;
+        std::fs::rename(&tmp_path, &path).map_err(|error| spool_error(format!("cannot rename into place: {error}")))?;
         Ok(())
     }
 

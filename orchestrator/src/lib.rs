@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bootstrap;
 pub mod config;
 pub mod db;
 pub mod email;
@@ -20,6 +21,9 @@ const USAGE: &str = "scriptmesh-orchestrator — the ScriptMesh orchestrator
 USAGE:
     scriptmesh-orchestrator [serve]    run the API server (applies migrations first)
     scriptmesh-orchestrator migrate    apply database migrations and exit
+    scriptmesh-orchestrator bootstrap [EMAIL]
+                                       create (once) a verified local account and print
+                                       shell assignments for it and a new agent API key
     scriptmesh-orchestrator --version
 
 Configuration comes from the environment (see README.md): BIND_ADDR, DATABASE_URL,
@@ -37,7 +41,7 @@ pub fn cli_main() -> ExitCode {
             println!("scriptmesh-orchestrator {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        None | Some("serve" | "migrate") => {}
+        None | Some("serve" | "migrate" | "bootstrap") => {}
         Some(other) => {
             eprintln!("unknown command {other:?}\n\n{USAGE}");
             return ExitCode::from(2);
@@ -51,7 +55,10 @@ pub fn cli_main() -> ExitCode {
         }
     };
     server::init_logging(config.log_format);
-    let outcome = if command.as_deref() == Some("migrate") {
+    let outcome = if command.as_deref() == Some("bootstrap") {
+        let email = std::env::args().nth(2).unwrap_or_else(|| "admin@scriptmesh.local".into());
+        run_bootstrap(&config, &email)
+    } else if command.as_deref() == Some("migrate") {
         db::Backend::from_url(&config.database_url)
             .map_err(error::Error::Internal)
             .and_then(|backend| db::migrate_blocking(&backend))
@@ -68,4 +75,17 @@ pub fn cli_main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_bootstrap(config: &config::Config, email: &str) -> Result<(), String> {
+    let done = actix_rt::System::new()
+        .block_on(bootstrap::bootstrap(config, email))
+        .map_err(|e| e.to_string())?;
+    // Shell assignments, so that scripts can `eval` them.
+    println!("SCRIPTMESH_EMAIL='{}'", done.email);
+    if let Some(password) = &done.password {
+        println!("SCRIPTMESH_PASSWORD='{password}'");
+    }
+    println!("API_KEY='{}'", done.api_key);
+    Ok(())
 }

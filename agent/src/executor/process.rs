@@ -78,10 +78,7 @@ pub struct ProcessOutcome {
 
 /// Runs the process to its end. `stop` resolving asks for an early stop (it may stay
 /// pending forever). Errors only when the process cannot be started or waited for.
-pub async fn run_process(
-    spec: &ProcessSpec,
-    stop: impl Future<Output = StopReason>,
-) -> io::Result<ProcessOutcome> {
+pub async fn run_process(spec: &ProcessSpec, stop: impl Future<Output = StopReason>) -> io::Result<ProcessOutcome> {
     let started = Instant::now();
     let mut child = spawn(spec).await?;
     // The child was just spawned and not yet waited for, so its id is known; it leads
@@ -121,6 +118,9 @@ pub async fn run_process(
                 if !readers_done {
                     readers_done = timeout(DRAIN_AFTER_EXIT, &mut readers).await.is_ok();
                 }
+                // The leader is already reaped, so this relies on the group id staying
+                // taken while any member lives; if none does, killpg finds nothing (a
+                // reuse of that id within these microseconds would need a pid wrap-around).
                 group.kill(libc::SIGKILL);
                 group.disarm();
                 if !readers_done {

@@ -1,0 +1,57 @@
+//! `scriptmesh-orchestrator bootstrap`: the quick start's first-run set-up. Creates (once) a
+//! verified local account and tenant, and issues an API key for the local agent, so that a
+//! new user has a working fleet without an email round trip.
+
+use crate::auth::{api_keys, passwords, sha256_hex};
+use crate::config::Config;
+use crate::db::models::{ApiKey, Tenant, User};
+use crate::db::{self, accounts, Db};
+use crate::error::{Error, Result};
+use rand::distr::{Alphanumeric, SampleString};
+
+pub struct Bootstrapped {
+    pub email: String,
+    /// Only when the account was created now.
+    pub password: Option<String>,
+    pub api_key: String,
+}
+
+pub async fn bootstrap(config: &Config, email: &str) -> Result<Bootstrapped> {
+    let db = Db::connect(&config.database_url, 2).await?;
+    let email = crate::api::auth::normalize_email(email)?;
+    let now = db::now_ms();
+    let (user, password) = match accounts::find_user_by_email(&db, &email).await? {
+        Some(user) => (user, None),
+        None => {
+            let password = Alphanumeric.sample_string(&mut rand::rng(), 16);
+            let tenant = Tenant { id: db::new_id("ten"), name: "Local".into(), created_at: now };
+            let user = User {
+                id: db::new_id("usr"),
+                tenant_id: tenant.id.clone(),
+                email: email.clone(),
+                password_hash: passwords::hash(password.clone(), config.bcrypt_cost).await?,
+                role: "owner".into(),
+                email_verified: true,
+                created_at: now,
+            };
+            accounts::create_tenant_with_owner(&db, &tenant, &user).await?;
+            (user, Some(password))
+        }
+    };
+    let raw = api_keys::generate();
+    accounts::insert_api_key(&db, &ApiKey {
+        id: db::new_id("key"),
+        tenant_id: user.tenant_id.clone(),
+        user_id: Some(user.id.clone()),
+        name: "local-agent".into(),
+        key_prefix: api_keys::display_prefix(&raw),
+        key_hash: sha256_hex(&raw),
+        created_at: now,
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("creating the local agent's key: {e}")))?;
+    Ok(Bootstrapped { email, password, api_key: raw })
+}

@@ -24,7 +24,11 @@ pub async fn bootstrap(config: &Config, email: &str) -> Result<Bootstrapped> {
         Some(user) => (user, None),
         None => {
             let password = Alphanumeric.sample_string(&mut rand::rng(), 16);
-            let tenant = Tenant { id: db::new_id("ten"), name: "Local".into(), created_at: now };
+            let tenant = Tenant {
+                id: db::new_id("ten"),
+                name: "Local".into(),
+                created_at: now,
+            };
             let user = User {
                 id: db::new_id("usr"),
                 tenant_id: tenant.id.clone(),
@@ -39,19 +43,26 @@ pub async fn bootstrap(config: &Config, email: &str) -> Result<Bootstrapped> {
         }
     };
     let raw = api_keys::generate();
-    accounts::insert_api_key(&db, &ApiKey {
-        id: db::new_id("key"),
-        tenant_id: user.tenant_id.clone(),
-        user_id: Some(user.id.clone()),
-        name: "local-agent".into(),
-        key_prefix: api_keys::display_prefix(&raw),
-        key_hash: sha256_hex(&raw),
-        created_at: now,
-        expires_at: None,
-        last_used_at: None,
-        revoked_at: None,
-    })
+    accounts::insert_api_key(
+        &db,
+        &ApiKey {
+            id: db::new_id("key"),
+            tenant_id: user.tenant_id.clone(),
+            user_id: Some(user.id.clone()),
+            name: "local-agent".into(),
+            key_prefix: api_keys::display_prefix(&raw),
+            key_hash: sha256_hex(&raw),
+            created_at: now,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        },
+    )
     .await
     .map_err(|e| Error::Internal(format!("creating the local agent's key: {e}")))?;
-    Ok(Bootstrapped { email, password, api_key: raw })
+    Ok(Bootstrapped {
+        email,
+        password,
+        api_key: raw,
+    })
 }

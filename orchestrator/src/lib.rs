@@ -56,7 +56,9 @@ pub fn cli_main() -> ExitCode {
     };
     server::init_logging(config.log_format);
     let outcome = if command.as_deref() == Some("bootstrap") {
-        let email = std::env::args().nth(2).unwrap_or_else(|| "admin@scriptmesh.local".into());
+        let email = std::env::args()
+            .nth(2)
+            .unwrap_or_else(|| "admin@scriptmesh.local".into());
         run_bootstrap(&config, &email)
     } else if command.as_deref() == Some("migrate") {
         db::Backend::from_url(&config.database_url)

@@ -192,7 +192,7 @@ pub struct Completion<'a> {
 }
 
 pub enum CompleteOutcome {
-    Stored(Job),
+    Stored(Box<Job>),
     /// The result had been stored before (a retried report): nothing changed.
     Duplicate,
     Refused(String),
@@ -232,7 +232,7 @@ pub async fn complete(
         .await
         .optional()?;
         if let Some(job) = stored {
-            return Ok(CompleteOutcome::Stored(job));
+            return Ok(CompleteOutcome::Stored(Box::new(job)));
         }
         let current: Option<(String, String)> = jobs::table
             .filter(jobs::id.eq(job_id))

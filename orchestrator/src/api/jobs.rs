@@ -41,7 +41,9 @@ async fn trigger(
     let triggered = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
     let job = triggered.job;
     if request.async_exec.unwrap_or(true) {
-        let mut body = json!({"job_id": job.id, "status": job.status, "agent": job.agent_name});
+        // The spec's answer: the job is queued ("pending"), even when a parked poll took it
+        // the same instant (GET /jobs/{id} then shows "dispatched").
+        let mut body = json!({"job_id": job.id, "status": JobStatus::Pending.as_str(), "agent": job.agent_name});
         if !triggered.agent_online {
             body["agent_status"] = json!("offline");
             body["message"] = json!(format!(

@@ -79,9 +79,12 @@ pub async fn of_fanout(db: &Db, tenant_id: &str, fanout_id: &str) -> Result<Vec<
 /// never claim one twice.
 pub async fn claim(db: &Db, tenant_id: &str, agent: &str, limit: i64, now: i64) -> Result<Vec<Job>> {
     use diesel::sql_types::{BigInt, Text};
-    const PG: &str = "UPDATE jobs SET status = 'dispatched', dispatched_at = $1, attempts = attempts + 1 \
-        WHERE status = 'pending' AND id IN (SELECT id FROM jobs WHERE tenant_id = $2 AND agent_name = $3 \
-        AND status = 'pending' ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *";
+    // A CTE, not `id IN (subquery)`: PostgreSQL may evaluate an IN subquery more than once
+    // and so claim more rows than the LIMIT; a locking CTE runs once.
+    const PG: &str = "WITH next AS (SELECT id FROM jobs WHERE tenant_id = $2 AND agent_name = $3 \
+        AND status = 'pending' ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+        UPDATE jobs SET status = 'dispatched', dispatched_at = $1, attempts = jobs.attempts + 1 \
+        FROM next WHERE jobs.id = next.id AND jobs.status = 'pending' RETURNING jobs.*";
     const SQLITE: &str = "UPDATE jobs SET status = 'dispatched', dispatched_at = ?, attempts = attempts + 1 \
         WHERE status = 'pending' AND id IN (SELECT id FROM jobs WHERE tenant_id = ? AND agent_name = ? \
         AND status = 'pending' ORDER BY id LIMIT ?) RETURNING *";

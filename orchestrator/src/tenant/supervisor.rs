@@ -28,8 +28,6 @@ const LIVENESS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 const MISSED_HEARTBEATS: i64 = 3;
 /// Most jobs handed out in one poll answer.
 const MAX_BATCH: u32 = 100;
-/// Parked polls kept per agent; an agent normally has one.
-const MAX_WAITERS_PER_AGENT: usize = 8;
 
 struct Waiter {
     capacity: u32,
@@ -273,6 +271,8 @@ impl TenantSupervisor {
             .collect();
         for (name, silence) in silent {
             self.set_online(&name, false);
+            // Its parked polls are most likely dead connections: never hand them jobs.
+            self.waiters.remove(&name);
             let reason = format!(
                 "agent {name} went offline (no heartbeat for {} s) while the job was running",
                 silence / 1000
@@ -513,11 +513,11 @@ impl Handler<Poll> for TenantSupervisor {
         self.authorized_agent(&msg.agent, &msg.api_key_id)?;
         let (tx, rx) = oneshot::channel();
         let queue = self.waiters.entry(msg.agent.clone()).or_default();
-        queue.retain(|w| !w.tx.is_closed());
-        while queue.len() >= MAX_WAITERS_PER_AGENT {
-            if let Some(oldest) = queue.pop_front() {
-                let _ = oldest.tx.send(PollResponse::default());
-            }
+        // An agent keeps one poll open: an older one still parked was abandoned (the agent
+        // restarted, or replaced it to ask for more capacity). Release it rather than risk
+        // handing a job to a connection nobody reads.
+        for stale in queue.drain(..) {
+            let _ = stale.tx.send(PollResponse::default());
         }
         queue.push_back(Waiter {
             capacity: msg.capacity,

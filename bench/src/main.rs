@@ -10,8 +10,7 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::future::join_all;
-use orchestrator::auth::{api_keys, sha256_hex};
-use orchestrator::db::{self, models, Db};
+use orchestrator::db;
 use serde_json::{json, Value};
 use shared_protocol::protocol::{JobResultReport, PollResponse, RegisterAgentRequest, RunOutcome, StartRequest};
 use shared_protocol::ManifestEntry;
@@ -113,7 +112,7 @@ fn run_backend(database_url: &str, options: &Options) {
     ]);
     let config = orchestrator::config::Config::from_lookup(|name| vars.get(name).cloned()).expect("config");
     // The key is written (and the schema migrated) before the server starts.
-    let key = actix_rt::System::new().block_on(create_key(database_url));
+    let key = actix_rt::System::new().block_on(create_key(&config));
     std::thread::spawn(move || {
         if let Err(error) = orchestrator::server::run(config) {
             eprintln!("orchestrator stopped: {error}");
@@ -131,46 +130,10 @@ fn run_backend(database_url: &str, options: &Options) {
     });
 }
 
-/// A tenant and an API key, written straight to the database the orchestrator uses.
-async fn create_key(database_url: &str) -> String {
-    let db = Db::connect(database_url, 2).await.expect("database");
-    let now = db::now_ms();
-    let tenant = models::Tenant {
-        id: db::new_id("ten"),
-        name: "bench".into(),
-        created_at: now,
-    };
-    let user = models::User {
-        id: db::new_id("usr"),
-        tenant_id: tenant.id.clone(),
-        email: format!("bench{now}@example.com"),
-        password_hash: "-".into(),
-        role: "owner".into(),
-        email_verified: true,
-        created_at: now,
-    };
-    db::accounts::create_tenant_with_owner(&db, &tenant, &user)
-        .await
-        .expect("tenant");
-    let raw = api_keys::generate();
-    db::accounts::insert_api_key(
-        &db,
-        &models::ApiKey {
-            id: db::new_id("key"),
-            tenant_id: tenant.id,
-            user_id: Some(user.id),
-            name: "bench".into(),
-            key_prefix: api_keys::display_prefix(&raw),
-            key_hash: sha256_hex(&raw),
-            created_at: now,
-            expires_at: None,
-            last_used_at: None,
-            revoked_at: None,
-        },
-    )
-    .await
-    .expect("key");
-    raw
+/// A verified account and an API key, made by the orchestrator's own `bootstrap`.
+async fn create_key(config: &orchestrator::config::Config) -> String {
+    let email = format!("bench{}@example.com", db::now_ms());
+    orchestrator::bootstrap::bootstrap(config, &email).await.expect("bootstrap").api_key
 }
 
 fn wait_until_up(base: &str) {

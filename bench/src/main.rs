@@ -133,7 +133,10 @@ fn run_backend(database_url: &str, options: &Options) {
 /// A verified account and an API key, made by the orchestrator's own `bootstrap`.
 async fn create_key(config: &orchestrator::config::Config) -> String {
     let email = format!("bench{}@example.com", db::now_ms());
-    orchestrator::bootstrap::bootstrap(config, &email).await.expect("bootstrap").api_key
+    orchestrator::bootstrap::bootstrap(config, &email)
+        .await
+        .expect("bootstrap")
+        .api_key
 }
 
 fn wait_until_up(base: &str) {

@@ -45,6 +45,17 @@ pub struct Config {
     pub workers: usize,
     /// bcrypt work factor for passwords.
     pub bcrypt_cost: u32,
+    /// `ALLOW_PRIVATE_WEBHOOKS`: let integrations and schedule webhooks reach loopback,
+    /// private, link-local (cloud metadata) and other internal addresses. Off by default.
+    pub allow_private_webhooks: bool,
+    /// `DELIVERY_MAX_ATTEMPTS`: attempts per delivery before it is marked failed.
+    pub delivery_max_attempts: u32,
+    /// `DELIVERY_BASE_DELAY_MS`: the first retry's delay; each later one doubles (with jitter).
+    pub delivery_base_delay: Duration,
+    /// `PAGERDUTY_EVENTS_URL`: the Events API v2 endpoint for integrations that set none.
+    pub pagerduty_events_url: String,
+    /// `DATADOG_API_URL`: the Datadog API base for integrations that set neither `site` nor `api_url`.
+    pub datadog_api_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +152,14 @@ impl Config {
 
         let bcrypt_cost = parse_number(&get, "BCRYPT_COST", 12, 4, 31)? as u32;
 
+        let allow_private_webhooks = parse_bool(&get, "ALLOW_PRIVATE_WEBHOOKS", false)?;
+        let delivery_max_attempts = parse_number(&get, "DELIVERY_MAX_ATTEMPTS", 5, 1, 50)? as u32;
+        let delivery_base_delay =
+            Duration::from_millis(parse_number(&get, "DELIVERY_BASE_DELAY_MS", 1000, 1, 3_600_000)?);
+        let pagerduty_events_url =
+            parse_http_url(&get, "PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue")?;
+        let datadog_api_url = parse_http_url(&get, "DATADOG_API_URL", "https://api.datadoghq.com")?;
+
         Ok(Config {
             bind_addr,
             database_url,
@@ -156,7 +175,47 @@ impl Config {
             dispatch_ack_timeout,
             workers,
             bcrypt_cost,
+            allow_private_webhooks,
+            delivery_max_attempts,
+            delivery_base_delay,
+            pagerduty_events_url,
+            datadog_api_url,
         })
+    }
+}
+
+fn parse_bool(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(variable).map(|value| value.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(value) => match value.as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError {
+                variable,
+                message: format!("{value:?} is not one of true, false"),
+            }),
+        },
+    }
+}
+
+/// An http(s) base URL, kept without a trailing slash.
+fn parse_http_url(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let value = get(variable).unwrap_or_else(|| default.to_owned());
+    let value = value.trim().trim_end_matches('/').to_owned();
+    match url::Url::parse(&value) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() => Ok(value),
+        _ => Err(ConfigError {
+            variable,
+            message: format!("{value:?} is not an http:// or https:// URL"),
+        }),
     }
 }
 
@@ -197,6 +256,11 @@ mod tests {
         assert_eq!(config.email, EmailTransport::Log);
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
         assert_eq!(config.refresh_token_ttl, Duration::from_secs(7 * 86400));
+        assert!(!config.allow_private_webhooks);
+        assert_eq!(config.delivery_max_attempts, 5);
+        assert_eq!(config.delivery_base_delay, Duration::from_millis(1000));
+        assert_eq!(config.pagerduty_events_url, "https://events.pagerduty.com/v2/enqueue");
+        assert_eq!(config.datadog_api_url, "https://api.datadoghq.com");
     }
 
     #[test]
@@ -209,6 +273,11 @@ mod tests {
             ("EMAIL_FROM", "not an address"),
             ("LOG_FORMAT", "xml"),
             ("DATABASE_POOL_SIZE", "0"),
+            ("ALLOW_PRIVATE_WEBHOOKS", "maybe"),
+            ("DELIVERY_MAX_ATTEMPTS", "0"),
+            ("DELIVERY_BASE_DELAY_MS", "x"),
+            ("PAGERDUTY_EVENTS_URL", "ftp://pd"),
+            ("DATADOG_API_URL", "nonsense"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);

@@ -170,6 +170,13 @@ impl From<diesel::result::Error> for Error {
                 code: "conflict",
                 message: format!("already exists ({})", info.message()),
             },
+            // PostgreSQL text cannot hold NUL, so a NUL anywhere in a request (a path, a
+            // query parameter, a JSON string) fails the statement: that is bad input.
+            DieselError::DatabaseError(_, info)
+                if info.message().contains("invalid byte sequence") && info.message().contains("0x00") =>
+            {
+                Error::Validation("text values must not contain NUL (\\u0000) characters".into())
+            }
             other => {
                 let text = other.to_string();
                 // SQLite answers "database is locked" under write contention past the busy timeout.

@@ -16,9 +16,29 @@ pub enum EventType {
     AgentOnline,
     AgentOffline,
     AgentRegistered,
+    /// A schedule's fire was missed (the orchestrator was not running at its time).
+    ScheduleMissed,
 }
 
 impl EventType {
+    /// Every event type, in the order the API lists them.
+    pub const ALL: [EventType; 8] = [
+        EventType::JobSucceeded,
+        EventType::JobFailed,
+        EventType::JobCompleted,
+        EventType::JobCancelled,
+        EventType::AgentOnline,
+        EventType::AgentOffline,
+        EventType::AgentRegistered,
+        EventType::ScheduleMissed,
+    ];
+
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL
+            .into_iter()
+            .find(|event_type| event_type.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::JobSucceeded => "job.succeeded",
@@ -28,6 +48,7 @@ impl EventType {
             EventType::AgentOnline => "agent.online",
             EventType::AgentOffline => "agent.offline",
             EventType::AgentRegistered => "agent.registered",
+            EventType::ScheduleMissed => "schedule.missed",
         }
     }
 }
@@ -40,6 +61,12 @@ pub struct Publish {
     pub payload: Value,
 }
 
+/// The events of one written batch, handed to the listener (the integrations dispatcher)
+/// once they are in the event log.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "()")]
+pub struct Recorded(pub Vec<Event>);
+
 /// Events are written in batches: one transaction per burst instead of one per event keeps
 /// the write path of busy tenants short. A batch waits at most [`FLUSH_DELAY`].
 const FLUSH_DELAY: Duration = Duration::from_millis(20);
@@ -49,6 +76,7 @@ pub struct EventBus {
     db: Db,
     buffer: Vec<Event>,
     flush_scheduled: bool,
+    listener: Option<Recipient<Recorded>>,
 }
 
 impl EventBus {
@@ -57,7 +85,14 @@ impl EventBus {
             db,
             buffer: Vec::new(),
             flush_scheduled: false,
+            listener: None,
         }
+    }
+
+    /// Recorded batches go on to `listener` (with `do_send`: the bus never waits for it).
+    pub fn with_listener(mut self, listener: Recipient<Recorded>) -> EventBus {
+        self.listener = Some(listener);
+        self
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -67,10 +102,16 @@ impl EventBus {
         }
         let batch = std::mem::take(&mut self.buffer);
         let db = self.db.clone();
+        let listener = self.listener.clone();
         ctx.spawn(
             async move {
-                if let Err(error) = db::events::insert_many(&db, &batch).await {
-                    tracing::error!(%error, events = batch.len(), "could not record events");
+                match db::events::insert_many(&db, &batch).await {
+                    Ok(()) => {
+                        if let Some(listener) = listener {
+                            listener.do_send(Recorded(batch));
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, events = batch.len(), "could not record events"),
                 }
             }
             .into_actor(self),

@@ -9,6 +9,8 @@ pub mod email;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod integrations;
+pub mod schedule;
 pub mod server;
 pub mod state;
 pub mod tenant;

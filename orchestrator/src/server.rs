@@ -8,6 +8,7 @@ use crate::config::{Config, LogFormat};
 use crate::db::{self, Db};
 use crate::email::Mailer;
 use crate::events::EventBus;
+use crate::integrations::IntegrationDispatcher;
 use crate::state::AppState;
 use crate::tenant::TenantRegistry;
 use actix::{Actor, Arbiter};
@@ -54,7 +55,11 @@ async fn serve(config: Config) -> std::io::Result<()> {
     tracing::info!(email = mailer.describe(), "email transport");
 
     let config = Arc::new(config);
-    let events = EventBus::new(db.clone()).start();
+    // On its own thread: slow or dead receivers never hold up the bus or the tenants.
+    let integrations = IntegrationDispatcher::start_on_own_thread(db.clone(), config.clone());
+    let events = EventBus::new(db.clone())
+        .with_listener(integrations.clone().recipient())
+        .start();
     let arbiters: Vec<_> = (0..config.workers.max(1)).map(|_| Arbiter::new().handle()).collect();
     let tenants = TenantRegistry::new(db.clone(), events.clone(), config.clone(), arbiters).start();
 
@@ -67,6 +72,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
         key_cache: KeyCache::new(Duration::from_secs(5)),
         tenants,
         events,
+        integrations,
     });
 
     let server = HttpServer::new(move || {

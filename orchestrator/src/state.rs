@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::email::Mailer;
 use crate::events::EventBus;
+use crate::integrations::IntegrationDispatcher;
 use crate::tenant::TenantRegistry;
 use actix::Addr;
 use std::sync::Arc;
@@ -20,4 +21,6 @@ pub struct AppState {
     pub key_cache: KeyCache,
     pub tenants: Addr<TenantRegistry>,
     pub events: Addr<EventBus>,
+    /// Sends integration deliveries (test deliveries are asked of it directly).
+    pub integrations: Addr<IntegrationDispatcher>,
 }

@@ -33,8 +33,10 @@
 mod agent;
 mod app;
 mod database;
+pub mod fleet;
 mod http;
 mod process;
+pub mod receiver;
 mod smtp;
 mod wait;
 

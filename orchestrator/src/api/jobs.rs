@@ -32,6 +32,7 @@ async fn trigger(
     caller: Caller,
     JsonBody(request): JsonBody<TriggerRequest>,
 ) -> Result<HttpResponse> {
+    validate::script_name(&request.run_script)?;
     let message = messages::Trigger {
         agent: request.agent.trim().to_owned(),
         script: request.run_script.clone(),
@@ -204,6 +205,7 @@ async fn fan_out(
             ));
         }
     }
+    validate::script_name(&request.run_script)?;
     let tags = request.tags.as_deref().map(validate::tags).transpose()?;
     let message = messages::FanOut {
         script: request.run_script,

@@ -4,8 +4,11 @@
 pub mod agent_protocol;
 pub mod agents;
 pub mod auth;
+pub mod deliveries;
 pub mod health;
+pub mod integrations;
 pub mod jobs;
+pub mod schedules;
 
 use crate::error::Error;
 use actix_web::dev::ServiceResponse;
@@ -24,7 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(auth::routes)
     .configure(agents::routes)
     .configure(agent_protocol::routes)
-    .configure(jobs::routes);
+    .configure(jobs::routes)
+    .configure(integrations::routes)
+    .configure(deliveries::routes)
+    .configure(schedules::routes);
 }
 
 /// For routes that do not exist.

@@ -6,8 +6,10 @@ pub mod accounts;
 pub mod agents;
 pub mod audit;
 pub mod events;
+pub mod integrations;
 pub mod jobs;
 pub mod models;
+pub mod schedules;
 pub mod schema;
 pub mod settings;
 
@@ -90,8 +92,10 @@ macro_rules! with_conn {
     };
 }
 
-const SQLITE_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+/// The busy timeout comes first: switching to WAL takes a lock too, and a new connection
+/// opened while another one writes must wait for it rather than fail "database is locked".
+const SQLITE_SETUP: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
 
 impl Db {
     /// Applies pending migrations (on a blocking thread), then opens the pool.

@@ -148,3 +148,115 @@ pub struct Event {
     pub payload: String,
     pub created_at: i64,
 }
+
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = schedules, treat_none_as_null = true)]
+pub struct Schedule {
+    pub id: String,
+    pub tenant_id: String,
+    /// The one agent it runs on, or None when it targets `tags`.
+    pub agent_name: Option<String>,
+    /// JSON array of tags: it runs on every online agent that has them all.
+    pub tags: Option<String>,
+    pub script: String,
+    /// As the user wrote it: five fields or an @-shorthand.
+    pub cron_expression: String,
+    /// IANA name, e.g. "Europe/Berlin".
+    pub timezone: String,
+    /// JSON object of parameter name -> string value.
+    pub params: String,
+    pub webhook_url: Option<String>,
+    pub timeout_secs: Option<i64>,
+    pub enabled: bool,
+    /// "skip" or "queue".
+    pub overlap: String,
+    pub misfire_grace_secs: i64,
+    /// The next slot to fire (None while paused); claimed by compare-and-set.
+    pub next_fire_at: Option<i64>,
+    pub last_fire_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One fire of a schedule: when it was due, what happened and which jobs it made.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = schedule_runs)]
+pub struct ScheduleRun {
+    pub id: String,
+    pub tenant_id: String,
+    pub schedule_id: String,
+    pub scheduled_for: i64,
+    pub fired_at: Option<i64>,
+    /// "fired", "skipped", "missed" or "caught_up".
+    pub outcome: String,
+    /// JSON array of job ids.
+    pub job_ids: String,
+    pub reason: Option<String>,
+    pub created_at: i64,
+}
+
+/// A tenant's integration: where (and for which events) notifications go.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = integrations)]
+pub struct Integration {
+    pub id: String,
+    pub tenant_id: String,
+    /// slack, discord, teams, pagerduty, datadog, splunk, prometheus or webhook.
+    pub kind: String,
+    pub name: String,
+    /// JSON object of the type's settings, secrets included.
+    pub config: String,
+    /// JSON array of event types.
+    pub events: String,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One event (or test) on its way to an integration or a schedule's webhook URL.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = deliveries)]
+pub struct Delivery {
+    pub id: String,
+    pub tenant_id: String,
+    pub integration_id: Option<String>,
+    pub schedule_id: Option<String>,
+    pub event_id: Option<String>,
+    pub event_type: String,
+    /// Masked: scheme://host/….
+    pub target_url: String,
+    /// "pending", "delivered" or "failed".
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_response_code: Option<i32>,
+    pub last_error: Option<String>,
+    /// When a pending delivery is due (or its in-flight attempt's lease ends).
+    pub next_attempt_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The event envelope as JSON.
+    pub payload: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = delivery_attempts)]
+pub struct DeliveryAttempt {
+    pub delivery_id: String,
+    pub attempt: i32,
+    pub tenant_id: String,
+    pub at: i64,
+    pub response_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// A PagerDuty incident ScriptMesh triggered and has not resolved yet.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = integration_alerts)]
+pub struct IntegrationAlert {
+    pub integration_id: String,
+    pub dedup_key: String,
+    pub tenant_id: String,
+    pub opened_at: i64,
+}

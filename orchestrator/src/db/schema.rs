@@ -149,3 +149,95 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(tenants, users, email_codes, refresh_tokens, api_keys, agents, jobs);
+
+diesel::table! {
+    schedules (id) {
+        id -> Text,
+        tenant_id -> Text,
+        agent_name -> Nullable<Text>,
+        tags -> Nullable<Text>,
+        script -> Text,
+        cron_expression -> Text,
+        timezone -> Text,
+        params -> Text,
+        webhook_url -> Nullable<Text>,
+        timeout_secs -> Nullable<BigInt>,
+        enabled -> Bool,
+        overlap -> Text,
+        misfire_grace_secs -> BigInt,
+        next_fire_at -> Nullable<BigInt>,
+        last_fire_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    schedule_runs (id) {
+        id -> Text,
+        tenant_id -> Text,
+        schedule_id -> Text,
+        scheduled_for -> BigInt,
+        fired_at -> Nullable<BigInt>,
+        outcome -> Text,
+        job_ids -> Text,
+        reason -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    integrations (id) {
+        id -> Text,
+        tenant_id -> Text,
+        kind -> Text,
+        name -> Text,
+        config -> Text,
+        events -> Text,
+        enabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> Text,
+        tenant_id -> Text,
+        integration_id -> Nullable<Text>,
+        schedule_id -> Nullable<Text>,
+        event_id -> Nullable<Text>,
+        event_type -> Text,
+        target_url -> Text,
+        status -> Text,
+        attempts -> Integer,
+        max_attempts -> Integer,
+        last_response_code -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        payload -> Text,
+    }
+}
+
+diesel::table! {
+    delivery_attempts (delivery_id, attempt) {
+        delivery_id -> Text,
+        attempt -> Integer,
+        tenant_id -> Text,
+        at -> BigInt,
+        response_code -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        duration_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    integration_alerts (integration_id, dedup_key) {
+        integration_id -> Text,
+        dedup_key -> Text,
+        tenant_id -> Text,
+        opened_at -> BigInt,
+    }
+}

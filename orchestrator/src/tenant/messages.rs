@@ -111,3 +111,31 @@ pub struct DeleteAgent {
 pub struct Wake {
     pub agent: String,
 }
+
+/// Creates a schedule (checked by `ScheduleSpec::from_request`) and arms its timer.
+#[derive(Message)]
+#[rtype(result = "Result<crate::db::models::Schedule>")]
+pub struct CreateSchedule {
+    pub spec: crate::schedule::ScheduleSpec,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<crate::db::models::Schedule>")]
+pub struct UpdateSchedule {
+    pub id: String,
+    pub patch: crate::schedule::SchedulePatch,
+}
+
+/// Pauses (false) or resumes (true) a schedule; resuming fires next at the next slot from now.
+#[derive(Message)]
+#[rtype(result = "Result<crate::db::models::Schedule>")]
+pub struct SetScheduleEnabled {
+    pub id: String,
+    pub enabled: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct DeleteSchedule {
+    pub id: String,
+}

@@ -96,6 +96,21 @@ impl Actor for TenantRegistry {
                     Err(error) => tracing::error!(%error, "could not list tenants at start-up"),
                 }),
         );
+        // So do tenants with enabled schedules: their timers run (and fires missed while
+        // the orchestrator was down are noticed) without waiting for a request.
+        let db = self.db.clone();
+        ctx.wait(
+            async move { db::schedules::tenants_with_enabled(&db).await }
+                .into_actor(self)
+                .map(|result: Result<Vec<String>>, registry, _| match result {
+                    Ok(tenants) => {
+                        for tenant in tenants {
+                            registry.supervisor(&tenant);
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "could not list tenants with schedules at start-up"),
+                }),
+        );
         ctx.run_interval(UNSTARTED_SWEEP_INTERVAL, |registry, ctx| {
             registry.requeue_unstarted(ctx)
         });

@@ -3,6 +3,8 @@
 //! database holds every fact; this actor holds the live things (parked polls, timers) and a
 //! write-through cache of the tenant's agents.
 
+mod schedules;
+
 use super::messages::*;
 use super::validate;
 use crate::auth::sha256_hex;
@@ -74,6 +76,8 @@ pub struct TenantSupervisor {
     /// trigger for them can go straight to a parked poll, in one write instead of two.
     drained: HashSet<String>,
     completions: HashMap<String, Vec<oneshot::Sender<()>>>,
+    /// The timers of the tenant's enabled schedules (see `schedules`).
+    schedules: schedules::ScheduleTimers,
 }
 
 impl TenantSupervisor {
@@ -89,6 +93,7 @@ impl TenantSupervisor {
             repump: HashSet::new(),
             drained: HashSet::new(),
             completions: HashMap::new(),
+            schedules: schedules::ScheduleTimers::default(),
         }
     }
 
@@ -334,6 +339,8 @@ impl Actor for TenantSupervisor {
                 }),
         );
         ctx.run_interval(LIVENESS_CHECK_INTERVAL, |act, ctx| act.check_liveness(ctx));
+        // After the agents: a fire needs them to pick its targets.
+        self.load_schedules(ctx);
     }
 }
 
@@ -345,6 +352,7 @@ impl Supervised for TenantSupervisor {
         self.repump.clear();
         self.drained.clear();
         self.completions.clear();
+        self.schedules = schedules::ScheduleTimers::default();
         self.started_at_ms = db::now_ms();
     }
 }
@@ -437,7 +445,12 @@ impl Handler<Register> for TenantSupervisor {
                 let previous_status = act.agents.get(&name).map(|e| e.row.status.clone());
                 act.agents.insert(name.clone(), AgentEntry::new(agent));
                 if is_new {
-                    act.publish(EventType::AgentRegistered, json!({"agent": name}));
+                    let tags = act.agents.get(&name).map(|e| e.tags.clone()).unwrap_or_default();
+                    let status = if online { "online" } else { "offline" };
+                    act.publish(
+                        EventType::AgentRegistered,
+                        json!({"agent": name, "status": status, "tags": tags}),
+                    );
                 }
                 if online && previous_status.as_deref() != Some("online") {
                     // set_online only publishes on a change, so restore the old status first.

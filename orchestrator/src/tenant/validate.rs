@@ -49,6 +49,17 @@ pub fn scripts(scripts: &[ManifestEntry]) -> Result<()> {
     Ok(())
 }
 
+/// The script a trigger names: matched exactly against manifest names, so it must be a
+/// possible one (an agent registered by hand has not reported a manifest to check yet).
+pub fn script_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        return Err(Error::Validation(
+            "run_script must be a script name from the agent's manifest: 1 to 256 bytes, no control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub fn optional_text(field: &str, value: &Option<String>, max: usize) -> Result<()> {
     match value {
         Some(v) if v.len() > max || v.chars().any(char::is_control) => Err(Error::Validation(format!(

@@ -1,0 +1,3 @@
+DROP INDEX jobs_schedule;
+DROP TABLE schedule_runs;
+DROP TABLE schedules;

@@ -1,0 +1,115 @@
+//! Schedules: `/schedules`, `/schedules/{id}`, `/schedules/{id}/pause|resume|runs`.
+//! Changes go through the tenant's supervisor, which owns the timers; reads come from the
+//! database.
+
+use crate::auth::Caller;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::extract::JsonBody;
+use crate::schedule::spec::{run_view, view};
+use crate::schedule::{NewSchedule, SchedulePatch, ScheduleSpec};
+use crate::state::AppState;
+use crate::tenant::{self, messages};
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/schedules")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    );
+    cfg.service(
+        web::resource("/schedules/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    );
+    cfg.service(web::resource("/schedules/{id}/pause").route(web::post().to(pause)));
+    cfg.service(web::resource("/schedules/{id}/resume").route(web::post().to(resume)));
+    cfg.service(web::resource("/schedules/{id}/runs").route(web::get().to(runs)));
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<NewSchedule>,
+) -> Result<HttpResponse> {
+    let spec = ScheduleSpec::from_request(request)?;
+    let row = tenant::ask(&state.tenants, &caller.tenant_id, messages::CreateSchedule { spec }).await??;
+    Ok(HttpResponse::Created().json(view(&row)))
+}
+
+async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
+    let rows = db::schedules::list(&state.db, &caller.tenant_id).await?;
+    Ok(HttpResponse::Ok().json(json!({"schedules": rows.iter().map(view).collect::<Vec<_>>()})))
+}
+
+async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse> {
+    let row = db::schedules::find(&state.db, &caller.tenant_id, &id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("schedule {id}")))?;
+    Ok(HttpResponse::Ok().json(view(&row)))
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    JsonBody(patch): JsonBody<SchedulePatch>,
+) -> Result<HttpResponse> {
+    let message = messages::UpdateSchedule {
+        id: id.into_inner(),
+        patch,
+    };
+    let row = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
+    Ok(HttpResponse::Ok().json(view(&row)))
+}
+
+async fn delete(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse> {
+    let id = id.into_inner();
+    let message = messages::DeleteSchedule { id: id.clone() };
+    tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
+    Ok(HttpResponse::Ok().json(json!({"status": "deleted", "id": id})))
+}
+
+async fn pause(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse> {
+    set_enabled(&state, &caller, id.into_inner(), false).await
+}
+
+async fn resume(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse> {
+    set_enabled(&state, &caller, id.into_inner(), true).await
+}
+
+async fn set_enabled(state: &AppState, caller: &Caller, id: String, enabled: bool) -> Result<HttpResponse> {
+    let message = messages::SetScheduleEnabled { id, enabled };
+    let row = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
+    Ok(HttpResponse::Ok().json(view(&row)))
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    limit: Option<i64>,
+}
+
+/// Each fire, newest first: when it was due, when it fired, the outcome, its jobs, why.
+async fn runs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    query: web::Query<RunsQuery>,
+) -> Result<HttpResponse> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::Validation("limit must be 1 to 1000".into()));
+    }
+    let schedule = db::schedules::find(&state.db, &caller.tenant_id, &id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("schedule {id}")))?;
+    let runs = db::schedules::runs(&state.db, &caller.tenant_id, &schedule.id, limit).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "schedule_id": schedule.id,
+        "runs": runs.iter().map(run_view).collect::<Vec<_>>(),
+    })))
+}

@@ -410,7 +410,11 @@ async fn a_result_finished_while_the_orchestrator_is_down_arrives_later() {
     fleet.app.kill();
     tokio::time::sleep(Duration::from_secs(10)).await;
     fleet.app.restart().await;
-    let job = fleet.finished(&job_id).await;
+    // The agent's retries back off up to 30 s while the orchestrator is away.
+    let job = fleet
+        .app
+        .wait_for_job(&fleet.session.access_token, &job_id, Duration::from_secs(60))
+        .await;
     assert_eq!(job["status"], "success", "{job}");
     assert_eq!(job["stdout"], "finished\n");
 }

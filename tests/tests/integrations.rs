@@ -1141,25 +1141,26 @@ async fn integrations_belong_to_their_tenant() {
         .app
         .wait_for_job(&other.access_token, answer["job_id"].as_str().unwrap(), WAIT)
         .await;
+    settle().await;
+    assert_eq!(receiver.requests().len(), 1);
+    let theirs = Receiver::start().await;
     let (status, _) = setup
         .app
         .post_json(
             "/integrations",
             &json!({"type": "webhook", "name": "mine",
-            "config": {"url": receiver.url(), "events": ["job.succeeded"]}}),
+            "config": {"url": theirs.url(), "events": ["job.succeeded"]}}),
             other.token(),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    settle().await;
-    assert_eq!(receiver.requests().len(), 1);
 }
 
 #[actix_rt::test]
 async fn pending_deliveries_survive_a_restart() {
     let mut setup = Setup::with(
         Setup::builder()
-            .env("DELIVERY_BASE_DELAY_MS", "4000")
+            .env("DELIVERY_BASE_DELAY_MS", "10000")
             .env("DELIVERY_MAX_ATTEMPTS", "5"),
     )
     .await;

@@ -124,9 +124,8 @@ pub async fn update(
                 merged.insert(field, value);
             }
         }
-        let parsed = IntegrationConfig::parse(kind, merged)?;
+        let mut parsed = IntegrationConfig::parse(kind, merged)?;
         guard_urls(&parsed, settings.allow_private_webhooks).await?;
-        let mut parsed = parsed;
         // A webhook's secret cannot be removed, only replaced.
         if let Some(secret) = parsed.ensure_secret() {
             return Err(Error::Validation(format!(
@@ -247,7 +246,8 @@ pub fn delivery_view(delivery: &Delivery, attempts: &[DeliveryAttempt]) -> Value
         .map(|a| {
             json!({
                 "attempt": a.attempt,
-                "at": db_time_ms(a.at),
+                // Attempts can be milliseconds apart: shown with milliseconds.
+                "at": super::message::format_ms(a.at),
                 "response_code": a.response_code,
                 "error": a.error,
                 "duration_ms": a.duration_ms,
@@ -308,11 +308,6 @@ pub async fn deliveries_page(
         "deliveries": rows.iter().map(|d| delivery_view(d, &attempts)).collect::<Vec<_>>(),
         "next_cursor": if has_more { rows.last().map(|d| d.id.clone()) } else { None },
     }))
-}
-
-/// Attempts can be milliseconds apart: shown with milliseconds.
-fn db_time_ms(ms: i64) -> String {
-    super::message::format_ms(ms)
 }
 
 #[cfg(test)]

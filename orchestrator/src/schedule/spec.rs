@@ -362,21 +362,8 @@ fn webhook_url(url: Option<String>) -> Result<Option<String>> {
     Ok(Some(url))
 }
 
-/// `https://hooks.slack.com/services/T0/B0/secret` -> `https://hooks.slack.com/…`: the
-/// scheme and host say where results go; the path and query often hold the secret.
-pub fn mask_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(parsed) => {
-            let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
-            format!(
-                "{}://{}{port}/…",
-                parsed.scheme(),
-                parsed.host_str().unwrap_or_default()
-            )
-        }
-        Err(_) => "…".into(),
-    }
-}
+/// Webhook URLs are shown as scheme and host only: the path and query often hold the secret.
+pub use crate::integrations::config::mask_url;
 
 /// A schedule as the API shows it.
 pub fn view(row: &Schedule) -> Value {

@@ -620,6 +620,12 @@ async fn bad_schedules_are_refused_with_json_errors() {
         (with("agent", Value::Null), "needs a target"),
         (with("overlap", json!("sometimes")), "overlap"),
         (with("webhook_url", json!("ftp://example.com/x")), "webhook_url"),
+        // SSRF: internal addresses are refused (ALLOW_PRIVATE_WEBHOOKS is off here).
+        (
+            with("webhook_url", json!("http://169.254.169.254/latest/meta-data")),
+            "webhook_url",
+        ),
+        (with("webhook_url", json!("http://127.0.0.1:9/hook")), "webhook_url"),
         (with("timeout", json!(0)), "timeout"),
         (with("params", json!({"PATH": "/tmp"})), "PATH"),
     ] {

@@ -6,6 +6,7 @@ use crate::auth::Caller;
 use crate::db;
 use crate::error::{Error, Result};
 use crate::extract::JsonBody;
+use crate::integrations::ssrf::{self, GuardError};
 use crate::schedule::spec::{run_view, view};
 use crate::schedule::{NewSchedule, SchedulePatch, ScheduleSpec};
 use crate::state::AppState;
@@ -37,6 +38,7 @@ async fn create(
     JsonBody(request): JsonBody<NewSchedule>,
 ) -> Result<HttpResponse> {
     let spec = ScheduleSpec::from_request(request)?;
+    guard_webhook(&state, spec.webhook_url.as_deref()).await?;
     let row = tenant::ask(&state.tenants, &caller.tenant_id, messages::CreateSchedule { spec }).await??;
     Ok(HttpResponse::Created().json(view(&row)))
 }
@@ -59,6 +61,9 @@ async fn update(
     id: web::Path<String>,
     JsonBody(patch): JsonBody<SchedulePatch>,
 ) -> Result<HttpResponse> {
+    if let Some(Some(url)) = &patch.webhook_url {
+        guard_webhook(&state, Some(url)).await?;
+    }
     let message = messages::UpdateSchedule {
         id: id.into_inner(),
         patch,
@@ -112,4 +117,15 @@ async fn runs(
         "schedule_id": schedule.id,
         "runs": runs.iter().map(run_view).collect::<Vec<_>>(),
     })))
+}
+
+/// Refuses a webhook URL that points inside the network (SSRF) unless ALLOW_PRIVATE_WEBHOOKS.
+/// A host that does not resolve right now is accepted: delivery checks it again.
+async fn guard_webhook(state: &AppState, url: Option<&str>) -> Result<()> {
+    let Some(text) = url else { return Ok(()) };
+    let url = url::Url::parse(text).map_err(|_| Error::Validation("webhook_url is not a URL".into()))?;
+    match ssrf::check_url(&url, state.config.allow_private_webhooks).await {
+        Ok(_) | Err(GuardError::Unresolvable(_)) => Ok(()),
+        Err(GuardError::Refused(message)) => Err(Error::Validation(format!("webhook_url: {message}"))),
+    }
 }

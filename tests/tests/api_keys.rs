@@ -84,12 +84,15 @@ async fn create_list_use_and_revoke() {
     let (status, me) = app.get("/auth/me", Some(key)).await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["tenant"]["id"], session.tenant_id);
-    let (_, list) = app.get("/auth/api-keys", Some(key)).await;
-    let used = list.as_array().and_then(|l| l.iter().find(|e| e["id"] == id).cloned());
-    assert!(
-        used.is_some_and(|entry| entry["last_used_at"].is_string()),
-        "last_used_at set after use: {list}"
-    );
+    // last_used_at is written off the request path, so it may land a moment later.
+    let used = scriptmesh_tests::wait_for(std::time::Duration::from_secs(5), || async {
+        let (_, list) = app.get("/auth/api-keys", Some(key)).await;
+        list.as_array()
+            .and_then(|l| l.iter().find(|e| e["id"] == id).cloned())
+            .filter(|entry| entry["last_used_at"].is_string())
+    })
+    .await;
+    assert!(used.is_some(), "last_used_at set after use");
 
     // Revoked: it stops working at once; the other key is unaffected.
     let (status, body) = app.delete(&format!("/auth/api-keys/{id}"), session.token()).await;

@@ -1,6 +1,7 @@
 //! The core loop end to end, as the spec's flows run it: real agents run real scripts
 //! that the orchestrator queues, dispatches over long-polls and records.
 
+use scriptmesh_tests::fleet::process_gone;
 use scriptmesh_tests::{wait_for, wait_until, AgentSpec, Session, StatusCode, TestAgent, TestApp};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -61,17 +62,6 @@ impl Fleet {
         let (status, job) = self.app.get(&format!("/jobs/{job_id}"), self.token()).await;
         assert_eq!(status, StatusCode::OK, "{job}");
         job
-    }
-}
-
-fn process_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // A zombie is dead; only its parent has not reaped it yet.
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
     }
 }
 
@@ -397,26 +387,6 @@ async fn queued_jobs_survive_an_orchestrator_restart_and_run_exactly_once() {
     ran.sort();
     ids.sort();
     assert_eq!(ran, ids, "each queued job ran exactly once");
-}
-
-#[actix_rt::test]
-async fn a_result_finished_while_the_orchestrator_is_down_arrives_later() {
-    let mut fleet = Fleet::start().await;
-    let _agent = fleet
-        .agent(AgentSpec::new("steady", &fleet.key).script("work.sh", "#!/bin/sh\nsleep 3\necho finished\n"))
-        .await;
-    let job_id = fleet.queue("steady", "work.sh", json!({})).await;
-    assert!(wait_until(WAIT, || async { fleet.job(&job_id).await["status"] == "running" }).await);
-    fleet.app.kill();
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    fleet.app.restart().await;
-    // The agent's retries back off up to 30 s while the orchestrator is away.
-    let job = fleet
-        .app
-        .wait_for_job(&fleet.session.access_token, &job_id, Duration::from_secs(60))
-        .await;
-    assert_eq!(job["status"], "success", "{job}");
-    assert_eq!(job["stdout"], "finished\n");
 }
 
 #[actix_rt::test]

@@ -205,8 +205,18 @@ impl TestApp {
     /// port and database; agents keep the same URL. Also starts a stopped one.
     pub async fn restart(&mut self) {
         self.kill();
-        if let Err(failure) = self.launch().await {
-            panic!("{failure}");
+        // The freed port may be taken for a moment by another test's socket (the kernel
+        // hands out ports from the same range for `:0` binds): retry while it is in use.
+        let mut attempts = 0;
+        loop {
+            match self.launch().await {
+                Ok(()) => return,
+                Err(failure) if attempts < 40 && failure.stderr.contains("in use") => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(failure) => panic!("{failure}"),
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::error::AgentError;
 use shared_protocol::ids::validate_agent_name;
 use shared_protocol::AgentName;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -68,11 +68,7 @@ pub struct Config {
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, AgentError> {
-        Config::from_lookup(|name| match std::env::var(name) {
-            Ok(value) => Ok(Some(value)),
-            Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err("is not valid UTF-8".to_owned()),
-        })
+        Config::from_lookup(lookup_env)
     }
 
     /// Reads variables from a map instead of the environment (tests, embedding).
@@ -88,25 +84,31 @@ impl Config {
 
         let orchestrator_url = parse_orchestrator_url(&vars.required("ORCHESTRATOR_URL")?)?;
 
-        let api_key = vars.required("API_KEY")?;
+        let (api_key, key_variable) = match (vars.optional("API_KEY")?, vars.optional("API_KEY_FILE")?) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "API_KEY_FILE",
+                    "is set together with API_KEY; set only one of them".to_owned(),
+                ))
+            }
+            (Some(key), None) => (key, "API_KEY"),
+            (None, Some(path)) => (read_api_key_file(&path)?, "API_KEY_FILE"),
+            (None, None) => {
+                return Err(invalid(
+                    "API_KEY",
+                    "is required but not set (or give API_KEY_FILE, a file holding the key)".to_owned(),
+                ))
+            }
+        };
         if !api_key.starts_with(API_KEY_PREFIX) || api_key.len() == API_KEY_PREFIX.len() {
             // The value itself is never echoed: it may be a real secret with a typo.
             return Err(invalid(
-                "API_KEY",
+                key_variable,
                 format!("must be a ScriptMesh API key starting with {API_KEY_PREFIX}"),
             ));
         }
 
-        let bind_host = match vars.optional("AGENT_BIND_HOST")? {
-            None => IpAddr::from([0, 0, 0, 0]),
-            Some(host) => host.parse().map_err(|_| {
-                invalid(
-                    "AGENT_BIND_HOST",
-                    format!("{host:?} is not an IP address (for example 0.0.0.0 or 127.0.0.1)"),
-                )
-            })?,
-        };
-        let port = vars.number("AGENT_PORT", 8001, 0, u16::MAX as u64)? as u16;
+        let (bind_host, port) = health_bind(&vars)?;
         let heartbeat_interval = Duration::from_secs(vars.number("HEARTBEAT_INTERVAL", 60, 1, 3600)?);
 
         let scripts_dir = PathBuf::from(vars.optional("SCRIPTS_DIR")?.unwrap_or_else(|| "/scripts".into()));
@@ -167,6 +169,72 @@ impl Config {
             script_env,
         })
     }
+}
+
+/// Where a probe on this host reaches the agent's `/health`: AGENT_BIND_HOST and AGENT_PORT
+/// read as the agent reads them, a wildcard host meaning loopback. Reads nothing else, so
+/// `scriptmesh-agent healthcheck` works where API_KEY is not in the environment (a container
+/// HEALTHCHECK that does not see a key given through API_KEY_FILE's file, say).
+pub fn health_probe_address_from_env() -> Result<SocketAddr, AgentError> {
+    health_probe_address(lookup_env)
+}
+
+/// [`health_probe_address_from_env`] over a map instead of the environment (tests).
+pub fn health_probe_address_from_map(
+    vars: &std::collections::HashMap<String, String>,
+) -> Result<SocketAddr, AgentError> {
+    health_probe_address(|name| Ok(vars.get(name).cloned()))
+}
+
+fn health_probe_address(lookup: impl Fn(&str) -> Result<Option<String>, String>) -> Result<SocketAddr, AgentError> {
+    let (host, port) = health_bind(&Vars { lookup })?;
+    if port == 0 {
+        return Err(invalid(
+            "AGENT_PORT",
+            "is 0 (a random port): there is no fixed port to probe".to_owned(),
+        ));
+    }
+    let host = match host {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Ok(SocketAddr::new(host, port))
+}
+
+fn lookup_env(name: &str) -> Result<Option<String>, String> {
+    match std::env::var(name) {
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err("is not valid UTF-8".to_owned()),
+    }
+}
+
+/// AGENT_BIND_HOST and AGENT_PORT: where `/health` and `/metrics` listen.
+fn health_bind<F: Fn(&str) -> Result<Option<String>, String>>(vars: &Vars<F>) -> Result<(IpAddr, u16), AgentError> {
+    let bind_host = match vars.optional("AGENT_BIND_HOST")? {
+        None => IpAddr::from([0, 0, 0, 0]),
+        Some(host) => host.parse().map_err(|_| {
+            invalid(
+                "AGENT_BIND_HOST",
+                format!("{host:?} is not an IP address (for example 0.0.0.0 or 127.0.0.1)"),
+            )
+        })?,
+    };
+    let port = vars.number("AGENT_PORT", 8001, 0, u16::MAX as u64)? as u16;
+    Ok((bind_host, port))
+}
+
+/// API_KEY_FILE (Docker and Kubernetes secrets, a file written by an init step): the key is
+/// the file's content without surrounding whitespace.
+fn read_api_key_file(path: &str) -> Result<String, AgentError> {
+    let content = std::fs::read_to_string(path)
+        .map_err(|error| invalid("API_KEY_FILE", format!("cannot read {path:?}: {error}")))?;
+    let key = content.trim();
+    if key.is_empty() {
+        return Err(invalid("API_KEY_FILE", format!("{path:?} is empty")));
+    }
+    Ok(key.to_owned())
 }
 
 struct Vars<F> {
@@ -339,6 +407,62 @@ mod tests {
             let message = error_for(&vars);
             assert!(message.contains(name), "{message}");
             assert!(message.contains("required"), "{message}");
+        }
+    }
+
+    #[test]
+    fn api_key_can_come_from_a_file() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let key_file = dir.path().join("agent.key");
+        std::fs::write(&key_file, "sm_live_fromafile\n").expect("write the key file");
+        let mut vars = base();
+        vars.remove("API_KEY");
+        vars.insert("API_KEY_FILE".into(), key_file.display().to_string());
+        let config = Config::from_map(&vars).expect("valid config");
+        assert_eq!(config.api_key.expose(), "sm_live_fromafile");
+
+        // Both at once is ambiguous: which one did the operator mean?
+        vars.insert("API_KEY".into(), "sm_live_fromtheenv".into());
+        assert!(error_for(&vars).contains("API_KEY_FILE"));
+        vars.remove("API_KEY");
+
+        std::fs::write(&key_file, "  \n").expect("write the key file");
+        assert!(error_for(&vars).contains("is empty"));
+        std::fs::write(&key_file, "wrong_topsecretvalue").expect("write the key file");
+        let message = error_for(&vars);
+        assert!(
+            message.contains("API_KEY_FILE") && !message.contains("topsecretvalue"),
+            "{message}"
+        );
+        vars.insert("API_KEY_FILE".into(), dir.path().join("missing").display().to_string());
+        let message = error_for(&vars);
+        assert!(
+            message.contains("API_KEY_FILE") && message.contains("cannot read"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_health_probe_needs_only_the_bind_variables() {
+        let probe = |pairs: &[(&str, &str)]| {
+            let vars: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            health_probe_address_from_map(&vars)
+        };
+        assert_eq!(
+            probe(&[]).expect("defaults"),
+            "127.0.0.1:8001".parse::<SocketAddr>().expect("literal")
+        );
+        assert_eq!(
+            probe(&[("AGENT_PORT", "9100"), ("AGENT_BIND_HOST", "::")]).expect("valid"),
+            "[::1]:9100".parse::<SocketAddr>().expect("literal")
+        );
+        assert_eq!(
+            probe(&[("AGENT_BIND_HOST", "10.0.0.7")]).expect("valid"),
+            "10.0.0.7:8001".parse::<SocketAddr>().expect("literal")
+        );
+        for bad in [("AGENT_PORT", "0"), ("AGENT_PORT", "x"), ("AGENT_BIND_HOST", "host")] {
+            let error = probe(&[bad]).expect_err("refused").to_string();
+            assert!(error.contains(bad.0), "{error}");
         }
     }
 

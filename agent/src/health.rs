@@ -1,11 +1,13 @@
 //! The agent's own small HTTP server: `/health` for probes and `/metrics` for Prometheus.
-//! It only reads the shared metrics; it never talks to the other actors.
+//! It only reads the shared metrics; it never talks to the other actors. [`probe`] is the
+//! client side, for `scriptmesh-agent healthcheck` (container HEALTHCHECKs without curl).
 
 use crate::error::AgentError;
 use crate::metrics::Metrics;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Serialize;
 use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
 
 struct HealthState {
     agent_name: String,
@@ -76,4 +78,28 @@ async fn metrics_text(state: web::Data<HealthState>) -> HttpResponse {
             "error": {"code": "metrics_unavailable", "message": error.to_string()}
         })),
     }
+}
+
+/// Well inside Docker's default 30 s HEALTHCHECK timeout.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET http://{address}/health` on a fresh actix System; an error says what went wrong (no
+/// answer, or its status). Not for use inside the running agent.
+pub fn probe(address: SocketAddr) -> Result<(), String> {
+    // awc builds its TLS connector up front, which needs the process's rustls provider.
+    crate::client::install_crypto_provider();
+    let url = format!("http://{address}/health");
+    actix_rt::System::new().block_on(async {
+        let client = awc::Client::builder().timeout(PROBE_TIMEOUT).finish();
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|error| format!("{url}: {error}"))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("{url} answered {}", response.status()))
+        }
+    })
 }

@@ -50,6 +50,9 @@ const SHUTDOWN_MARGIN: Duration = Duration::from_secs(3);
 
 /// The binary's entry point (also run by the end-to-end tests' wrapper binary).
 pub fn cli_main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck_main();
+    }
     init_tracing();
     client::install_crypto_provider();
 
@@ -72,6 +75,28 @@ pub fn cli_main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "scriptmesh-agent stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `scriptmesh-agent healthcheck`: exit 0 when this host's agent answers `/health` with 2xx,
+/// 1 when it does not, 2 on a configuration error. Prints one line for `docker inspect`.
+fn healthcheck_main() -> ExitCode {
+    let address = match config::health_probe_address_from_env() {
+        Ok(address) => address,
+        Err(error) => {
+            eprintln!("scriptmesh-agent healthcheck: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match health::probe(address) {
+        Ok(()) => {
+            println!("ok: http://{address}/health");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("scriptmesh-agent healthcheck: {error}");
             ExitCode::FAILURE
         }
     }

@@ -9,6 +9,7 @@ pub mod email;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod healthcheck;
 pub mod integrations;
 pub mod schedule;
 pub mod server;
@@ -26,6 +27,10 @@ USAGE:
     scriptmesh-orchestrator bootstrap [EMAIL]
                                        create (once) a verified local account and print
                                        shell assignments for it and a new agent API key
+    scriptmesh-orchestrator healthcheck
+                                       GET /health of the server at BIND_ADDR (on this
+                                       host); exit 0 when it answers 2xx (for container
+                                       HEALTHCHECKs)
     scriptmesh-orchestrator --version
 
 Configuration comes from the environment (see README.md): BIND_ADDR, DATABASE_URL,
@@ -43,7 +48,7 @@ pub fn cli_main() -> ExitCode {
             println!("scriptmesh-orchestrator {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        None | Some("serve" | "migrate" | "bootstrap") => {}
+        None | Some("serve" | "migrate" | "bootstrap" | "healthcheck") => {}
         Some(other) => {
             eprintln!("unknown command {other:?}\n\n{USAGE}");
             return ExitCode::from(2);
@@ -56,6 +61,16 @@ pub fn cli_main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if command.as_deref() == Some("healthcheck") {
+        // Not a run of the server: no log set-up, one line of outcome for `docker inspect`.
+        return match healthcheck::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("scriptmesh-orchestrator healthcheck: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     server::init_logging(config.log_format);
     let outcome = if command.as_deref() == Some("bootstrap") {
         let email = std::env::args()

@@ -47,7 +47,8 @@ impl Output {
 
     /// `key: value` lines with the keys aligned.
     pub fn fields(&self, fields: &[(&str, String)]) {
-        let width = fields.iter().map(|(key, _)| key.chars().count()).max().unwrap_or(0);
+        // The widest key plus its colon.
+        let width = fields.iter().map(|(key, _)| key.chars().count() + 1).max().unwrap_or(0);
         for (key, value) in fields {
             self.line(format!("{:width$}  {value}", format!("{key}:")).trim_end());
         }

@@ -151,6 +151,17 @@ impl Client {
         let Auth::Session { credentials, store } = &mut self.auth else {
             return Ok(());
         };
+        let _lock = store.lock()?;
+        // Another command may have refreshed while this one waited for the lock: its pair
+        // is the current one (ours is spent), and may not need refreshing again.
+        if let Some(latest) = store.load()? {
+            if latest.url == credentials.url && latest.refresh_token != credentials.refresh_token {
+                *credentials = latest;
+                if !credentials.access_token_expired() {
+                    return Ok(());
+                }
+            }
+        }
         let body = json!({"refresh_token": credentials.refresh_token});
         let answer = send(&self.http, Method::Post, &url, None, Some(&body))?;
         let pair = match answer.into_result() {

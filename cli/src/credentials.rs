@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const FILE_NAME: &str = "credentials.json";
+const LOCK_FILE_NAME: &str = "credentials.lock";
 /// A token this close to its expiry is refreshed before use rather than sent to fail.
 const EXPIRY_MARGIN_SECS: i64 = 10;
 
@@ -29,6 +31,13 @@ impl Credentials {
     pub fn access_token_expired(&self) -> bool {
         self.expires_at <= Utc::now() + chrono::Duration::seconds(EXPIRY_MARGIN_SECS)
     }
+}
+
+/// Held while a token refresh is under way (released when dropped). Commands started
+/// together would otherwise each spend the same refresh token, and the server takes a second
+/// use for a replay and ends the whole session.
+pub struct RefreshLock {
+    _file: fs::File,
 }
 
 /// Where the credentials live.
@@ -80,20 +89,51 @@ impl CredentialStore {
             })
     }
 
-    /// Writes a new file with mode 0600 and renames it over the old one, so a reader never
-    /// sees half a file and the secret is never readable by others, even for an instant.
-    pub fn save(&self, credentials: &Credentials) -> Result<()> {
-        let file_error = |action, path: &Path| {
-            let path = path.to_owned();
+    /// Waits for the refresh lock (an advisory `flock` on a file beside the credentials).
+    pub fn lock(&self) -> Result<RefreshLock> {
+        self.create_dir()?;
+        let path = self.dir.join(LOCK_FILE_NAME);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| Error::File {
+                action: "open",
+                path: path.clone(),
+                source,
+            })?;
+        // SAFETY: flock on a descriptor this File owns and keeps open while the lock is held.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(Error::File {
+                action: "lock",
+                path,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(RefreshLock { _file: file })
+    }
+
+    /// The directory, private to its owner.
+    fn create_dir(&self) -> Result<()> {
+        let error = |action| {
+            let path = self.dir.clone();
             move |source| Error::File { action, path, source }
         };
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
-            .map_err(file_error("create", &self.dir))?;
+            .map_err(error("create"))?;
         // An existing directory keeps its mode with create(); tighten it.
-        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700)).map_err(file_error("secure", &self.dir))?;
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700)).map_err(error("secure"))
+    }
+
+    /// Writes a new file with mode 0600 and renames it over the old one, so a reader never
+    /// sees half a file and the secret is never readable by others, even for an instant.
+    pub fn save(&self, credentials: &Credentials) -> Result<()> {
+        self.create_dir()?;
         let path = self.path();
         let temporary = self.dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
         let text = serde_json::to_string_pretty(credentials).map_err(|error| Error::Input(error.to_string()))?;

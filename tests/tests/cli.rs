@@ -247,6 +247,22 @@ async fn login_stores_private_tokens_that_refresh_and_logout_removes_them() {
     );
     assert!(cli.credentials()["expires_at"].as_str().unwrap() > "2000-01-01");
 
+    // Commands started together with an expired token: one refreshes, the others take its
+    // new pair (a second use of the spent refresh token would end the whole session).
+    let mut expired = cli.credentials();
+    expired["expires_at"] = json!("2000-01-01T00:00:00Z");
+    cli.write_credentials(&expired);
+    let together = tokio::join!(
+        cli.run(&["agents"]),
+        cli.run(&["jobs"]),
+        cli.run(&["whoami"]),
+        cli.run(&["agents", "--json"])
+    );
+    for outcome in [together.0, together.1, together.2, together.3] {
+        outcome.assert_code(0);
+    }
+    cli.run(&["agents"]).await.assert_code(0);
+
     // A revoked session (its refresh token replayed elsewhere) asks for a new login.
     let spent = cli.credentials();
     let replay = setup

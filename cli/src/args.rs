@@ -1,0 +1,238 @@
+//! The command line, as clap parses it.
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+/// Command-line client for the ScriptMesh API.
+///
+/// Authenticates with SCRIPTMESH_API_KEY when it is set, else with the login stored by
+/// `scriptmesh login`. Exit status: 0 on success, 1 on an error (the API's message is
+/// printed), 2 on a usage error; `run --wait` exits with the script's exit code.
+#[derive(Debug, Parser)]
+#[command(name = "scriptmesh", version, propagate_version = true)]
+pub struct Cli {
+    /// Orchestrator URL [default: the stored login's, else http://127.0.0.1:8080]
+    #[arg(long, global = true, env = "SCRIPTMESH_URL", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Print the API's JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Log in and store the tokens (or check SCRIPTMESH_API_KEY when it is set)
+    Login(LoginArgs),
+    /// End the stored login's session and delete its tokens
+    Logout,
+    /// Show who the requests are made as
+    Whoami,
+    /// List agents, or show one
+    Agents(AgentsArgs),
+    /// Run a script on one agent, or on several (by name or tag)
+    Run(RunArgs),
+    /// List jobs, newest first
+    Jobs(JobsArgs),
+    /// Show one job with its output
+    Job {
+        /// The job id (job_...)
+        id: String,
+    },
+    /// Manage cron schedules
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
+    /// Manage API keys (needs a login: keys cannot manage keys)
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// List integrations and send test events
+    #[command(subcommand)]
+    Integrations(IntegrationsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Account email (asked for on a terminal when left out)
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Read the password from the first line of stdin instead of prompting
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AgentsArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// List agents (the default)
+    List,
+    /// Show one agent with its scripts
+    Show {
+        /// The agent's name
+        name: String,
+    },
+}
+
+/// A `key=value` script parameter.
+pub type Param = (String, String);
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).multiple(true).args(["agents", "tags"])))]
+pub struct RunArgs {
+    /// The script's name in the agents' manifests
+    pub script: String,
+    /// Agent to run it on; repeat for several (a fan-out)
+    #[arg(long = "agent", value_name = "NAME")]
+    pub agents: Vec<String>,
+    /// Run it on every online agent carrying this tag; repeat to require several tags
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Script parameter, passed to the script as an environment variable
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<Param>,
+    /// Seconds before the agent kills the script
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Wait for the end, print the output and exit with the script's exit code
+    #[arg(long)]
+    pub wait: bool,
+    /// Fan-out: also queue jobs for offline agents
+    #[arg(long)]
+    pub include_offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only this agent's jobs
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only jobs in this status (pending, dispatched, running, success, failed, timeout, cancelled, lost)
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only runs of this script
+    #[arg(long)]
+    pub script: Option<String>,
+    /// Only jobs created at or after this RFC 3339 time
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only jobs created before this RFC 3339 time
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// How many (1-500)
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Continue after this page (the cursor a previous page printed)
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// List schedules
+    List,
+    /// Create a schedule
+    Create(ScheduleCreateArgs),
+    /// Delete a schedule
+    Delete {
+        /// The schedule id (sched_...)
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["agent", "tags"])))]
+pub struct ScheduleCreateArgs {
+    /// The agent to run on
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Run on every online agent carrying this tag at fire time; repeat to require several
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// The script's name
+    #[arg(long)]
+    pub script: String,
+    /// Five-field cron expression, e.g. "0 2 * * *", or @daily
+    #[arg(long, value_name = "EXPRESSION")]
+    pub cron: String,
+    /// Script parameter
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<Param>,
+    /// IANA time zone of the cron expression [default: UTC]
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// Seconds before the agent kills each run
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// URL that gets each run's result
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List API keys
+    List,
+    /// Create an API key and print it (shown only once)
+    Create {
+        /// A name to recognise it by, e.g. the agent that will use it
+        name: String,
+        /// Days until it expires (1-3650) [default: never]
+        #[arg(long, value_name = "DAYS")]
+        expires_days: Option<u32>,
+    },
+    /// Revoke an API key
+    Revoke {
+        /// The key's id (key_...)
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntegrationsCommand {
+    /// List integrations
+    List,
+    /// Send a test event now; exits 1 when it was not delivered
+    Test {
+        /// The integration's id
+        id: String,
+    },
+}
+
+fn parse_param(text: &str) -> Result<Param, String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn params_split_at_the_first_equals_sign() {
+        assert_eq!(parse_param("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(parse_param("empty="), Ok(("empty".into(), String::new())));
+        assert!(parse_param("novalue").is_err());
+        assert!(parse_param("=x").is_err());
+    }
+
+    #[test]
+    fn run_needs_an_agent_or_a_tag() {
+        assert!(Cli::try_parse_from(["scriptmesh", "run", "x.sh"]).is_err());
+        assert!(Cli::try_parse_from(["scriptmesh", "run", "x.sh", "--tag", "prod", "--tag", "eu"]).is_ok());
+    }
+}

@@ -1,0 +1,620 @@
+//! The `scriptmesh` command-line client end to end: the real binary against a real
+//! orchestrator and real agents. Login (and its token refresh), `run --wait` mirroring the
+//! script's output and exit code, a fan-out by tag, `--json` output, keys, jobs,
+//! schedules, integrations, and the errors a user meets (bad URL, bad key, usage).
+
+use scriptmesh_tests::receiver::Receiver;
+use scriptmesh_tests::{AgentSpec, Session, StatusCode, TestAgent, TestApp, TEST_PASSWORD};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+const EMAIL: &str = "ops@example.com";
+const OK_SCRIPT: &str = "#!/bin/sh\necho \"hello ${name:-nobody}\"\n";
+const FAIL_SCRIPT: &str = "#!/bin/sh\necho \"archiving /var/app/data\"\necho \"tar: disk full\" >&2\nexit 3\n";
+const SLOW_SCRIPT: &str = "#!/bin/sh\nsleep 30\n";
+
+/// How one run of the CLI ended.
+#[derive(Debug)]
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|error| panic!("stdout is not JSON ({error}): {self:?}"))
+    }
+
+    #[track_caller]
+    fn assert_code(&self, code: i32) -> &Outcome {
+        assert_eq!(self.code, code, "exit status: {self:?}");
+        self
+    }
+}
+
+/// The CLI as a user of one orchestrator has it: SCRIPTMESH_URL set, its own config
+/// directory, and SCRIPTMESH_API_KEY only when given.
+struct Cli {
+    url: String,
+    config_dir: tempfile::TempDir,
+    api_key: Option<String>,
+}
+
+impl Cli {
+    fn new(app: &TestApp) -> Cli {
+        Cli {
+            url: app.url.clone(),
+            config_dir: tempfile::tempdir().expect("a config directory"),
+            api_key: None,
+        }
+    }
+
+    fn with_key(app: &TestApp, key: &str) -> Cli {
+        Cli {
+            api_key: Some(key.to_owned()),
+            ..Cli::new(app)
+        }
+    }
+
+    fn credentials_path(&self) -> PathBuf {
+        self.config_dir.path().join("credentials.json")
+    }
+
+    fn credentials(&self) -> Value {
+        let text = std::fs::read_to_string(self.credentials_path()).expect("the credentials file");
+        serde_json::from_str(&text).expect("credentials are JSON")
+    }
+
+    fn write_credentials(&self, credentials: &Value) {
+        std::fs::write(self.credentials_path(), credentials.to_string()).expect("write the credentials");
+    }
+
+    async fn run(&self, args: &[&str]) -> Outcome {
+        self.run_with_stdin(args, None).await
+    }
+
+    /// Runs the binary off the test's runtime thread, which must stay free to serve the
+    /// test's own receivers while the CLI waits.
+    async fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Outcome {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sm-test-cli"));
+        command
+            .args(args)
+            .env("SCRIPTMESH_URL", &self.url)
+            .env("SCRIPTMESH_CONFIG_DIR", self.config_dir.path())
+            .env_remove("SCRIPTMESH_API_KEY")
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(key) = &self.api_key {
+            command.env("SCRIPTMESH_API_KEY", key);
+        }
+        let input = stdin.map(str::to_owned);
+        let label = args.join(" ");
+        let output = tokio::task::spawn_blocking(move || {
+            let mut child = command.spawn().expect("start the CLI");
+            if let Some(input) = input {
+                let mut pipe = child.stdin.take().expect("the CLI's stdin");
+                pipe.write_all(input.as_bytes()).expect("write to the CLI's stdin");
+            }
+            child.wait_with_output().expect("the CLI's output")
+        })
+        .await
+        .expect("the CLI's thread");
+        let outcome = Outcome {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        eprintln!("$ scriptmesh {label}\n{outcome:?}");
+        outcome
+    }
+
+    /// `scriptmesh login --email EMAIL --password-stdin`, expecting success.
+    async fn login(&self) {
+        self.run_with_stdin(
+            &["login", "--email", EMAIL, "--password-stdin"],
+            Some(&format!("{TEST_PASSWORD}\n")),
+        )
+        .await
+        .assert_code(0);
+    }
+}
+
+/// An orchestrator, a verified user, and agents with the test scripts.
+struct Setup {
+    app: TestApp,
+    session: Session,
+    key: String,
+    agents: Vec<TestAgent>,
+}
+
+impl Setup {
+    async fn start(app: TestApp) -> Setup {
+        let session = app.register_and_login(EMAIL).await;
+        let key = app.create_api_key(&session, "agents").await;
+        Setup {
+            app,
+            session,
+            key,
+            agents: Vec::new(),
+        }
+    }
+
+    async fn add_agent(&mut self, spec: AgentSpec) {
+        let name = spec.name.clone();
+        self.agents.push(self.app.start_agent(spec).await);
+        self.app
+            .wait_for_agent_status(&self.session.access_token, &name, "online", WAIT)
+            .await;
+    }
+
+    fn agent_spec(&self, name: &str) -> AgentSpec {
+        AgentSpec::new(name, &self.key)
+            .script("ok.sh", OK_SCRIPT)
+            .script("fail.sh", FAIL_SCRIPT)
+            .script("slow.sh", SLOW_SCRIPT)
+    }
+}
+
+#[actix_rt::test]
+async fn login_stores_private_tokens_that_refresh_and_logout_removes_them() {
+    let mut setup = Setup::start(TestApp::start().await).await;
+    setup.add_agent(setup.agent_spec("web-1").tag("production")).await;
+    let cli = Cli::new(&setup.app);
+
+    // Before any login the CLI says what to do.
+    let refused = cli.run(&["agents"]).await;
+    refused.assert_code(1);
+    assert!(
+        refused.stderr.contains("not logged in: run `scriptmesh login`"),
+        "{refused:?}"
+    );
+
+    // A wrong password is the API's message and exit 1; nothing is stored.
+    let wrong = cli
+        .run_with_stdin(
+            &["login", "--email", EMAIL, "--password-stdin"],
+            Some("not the password\n"),
+        )
+        .await;
+    wrong.assert_code(1);
+    assert!(wrong.stderr.contains("wrong email or password"), "{wrong:?}");
+    assert!(!cli.credentials_path().exists());
+
+    cli.login().await;
+    let stored = cli.credentials();
+    assert_eq!(stored["url"], setup.app.url.as_str());
+    assert_eq!(stored["email"], EMAIL);
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&cli.credentials_path()), 0o600, "the credentials file is private");
+    assert_eq!(mode(cli.config_dir.path()), 0o700, "so is its directory");
+
+    // The table lists the agent with its status and tags.
+    let table = cli.run(&["agents"]).await;
+    table.assert_code(0);
+    let header = table.stdout.lines().next().unwrap_or_default();
+    for column in ["NAME", "STATUS", "TAGS", "SCRIPTS", "LAST HEARTBEAT"] {
+        assert!(header.contains(column), "{table:?}");
+    }
+    let row = table
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("web-1"))
+        .expect("a row for web-1");
+    assert!(
+        row.contains("online") && row.contains("production") && row.contains("ok.sh"),
+        "{row}"
+    );
+
+    // --json is the API's object keyed by agent name.
+    let listed = cli.run(&["agents", "--json"]).await;
+    listed.assert_code(0);
+    assert_eq!(listed.json()["web-1"]["status"], "online");
+    let shown = cli.run(&["--json", "agents", "show", "web-1"]).await;
+    assert_eq!(shown.assert_code(0).json()["name"], "web-1");
+
+    // An access token the server refuses: the CLI refreshes once, retries, stores the new pair.
+    let mut garbage = cli.credentials();
+    garbage["access_token"] = json!("garbage.token.value");
+    cli.write_credentials(&garbage);
+    cli.run(&["agents"]).await.assert_code(0);
+    let refreshed = cli.credentials();
+    assert_ne!(refreshed["access_token"], "garbage.token.value");
+    assert_ne!(
+        refreshed["refresh_token"], stored["refresh_token"],
+        "the refresh token rotated"
+    );
+    assert_eq!(mode(&cli.credentials_path()), 0o600, "still private after the rewrite");
+
+    // An access token known to have expired is refreshed before it is sent.
+    let mut expired = cli.credentials();
+    expired["expires_at"] = json!("2000-01-01T00:00:00Z");
+    cli.write_credentials(&expired);
+    let me = cli.run(&["whoami", "--json"]).await;
+    assert_eq!(me.assert_code(0).json()["user"]["email"], EMAIL);
+    // (The new access token may equal the old one when signed in the same second.)
+    assert_ne!(
+        cli.credentials()["refresh_token"],
+        expired["refresh_token"],
+        "refreshed"
+    );
+    assert!(cli.credentials()["expires_at"].as_str().unwrap() > "2000-01-01");
+
+    // Commands started together with an expired token: one refreshes, the others take its
+    // new pair (a second use of the spent refresh token would end the whole session).
+    let mut expired = cli.credentials();
+    expired["expires_at"] = json!("2000-01-01T00:00:00Z");
+    cli.write_credentials(&expired);
+    let together = tokio::join!(
+        cli.run(&["agents"]),
+        cli.run(&["jobs"]),
+        cli.run(&["whoami"]),
+        cli.run(&["agents", "--json"])
+    );
+    for outcome in [together.0, together.1, together.2, together.3] {
+        outcome.assert_code(0);
+    }
+    cli.run(&["agents"]).await.assert_code(0);
+
+    // A revoked session (its refresh token replayed elsewhere) asks for a new login.
+    let spent = cli.credentials();
+    let replay = setup
+        .app
+        .post_json("/auth/refresh", &json!({"refresh_token": spent["refresh_token"]}), None)
+        .await;
+    assert_eq!(replay.0, StatusCode::OK, "{replay:?}");
+    let mut stale = spent.clone();
+    stale["access_token"] = json!("garbage");
+    cli.write_credentials(&stale);
+    let ended = cli.run(&["agents"]).await;
+    ended.assert_code(1);
+    assert!(ended.stderr.contains("run `scriptmesh login` again"), "{ended:?}");
+
+    // The stored login belongs to its orchestrator: another URL is refused, not sent the tokens.
+    cli.login().await;
+    let other = cli.run(&["--url", "http://127.0.0.1:9", "agents"]).await;
+    other.assert_code(1);
+    assert!(other.stderr.contains("the stored login is for"), "{other:?}");
+
+    // Logout ends the session on the server too: the old refresh token no longer works.
+    let last = cli.credentials();
+    cli.run(&["logout"]).await.assert_code(0);
+    assert!(!cli.credentials_path().exists());
+    let (status, _) = setup
+        .app
+        .post_json("/auth/refresh", &json!({"refresh_token": last["refresh_token"]}), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    cli.run(&["agents"]).await.assert_code(1);
+}
+
+#[actix_rt::test]
+async fn run_wait_mirrors_the_script_with_an_api_key() {
+    let mut setup = Setup::start(TestApp::start().await).await;
+    setup.add_agent(setup.agent_spec("web-1")).await;
+    // No login at all: the API key in the environment is the credential.
+    let cli = Cli::with_key(&setup.app, &setup.key);
+    let checked = cli.run(&["login"]).await;
+    checked.assert_code(0);
+    assert!(checked.stdout.contains("SCRIPTMESH_API_KEY is valid"), "{checked:?}");
+    assert!(!cli.credentials_path().exists(), "an API key login stores nothing");
+
+    // Success: the script's stdout on stdout, params reach it, exit 0.
+    let ok = cli
+        .run(&["run", "ok.sh", "--agent", "web-1", "--param", "name=world", "--wait"])
+        .await;
+    ok.assert_code(0);
+    assert_eq!(ok.stdout, "hello world\n");
+
+    // Failure: stdout and stderr mirrored, the script's exit code is the CLI's.
+    let failed = cli.run(&["run", "fail.sh", "--agent", "web-1", "--wait"]).await;
+    failed.assert_code(3);
+    assert_eq!(failed.stdout, "archiving /var/app/data\n");
+    assert!(failed.stderr.contains("tar: disk full"), "{failed:?}");
+
+    // --json prints the final job and still mirrors the exit code.
+    let as_json = cli
+        .run(&["run", "fail.sh", "--agent", "web-1", "--wait", "--json"])
+        .await;
+    as_json.assert_code(3);
+    let job = as_json.json();
+    assert_eq!(
+        (job["status"].as_str(), job["exit_code"].as_i64()),
+        (Some("failed"), Some(3))
+    );
+
+    // A job killed at its timeout has no exit code of its own: 124, as timeout(1).
+    let timed_out = cli
+        .run(&["run", "slow.sh", "--agent", "web-1", "--timeout", "1", "--wait"])
+        .await;
+    timed_out.assert_code(124);
+    assert!(timed_out.stderr.contains("ended timeout"), "{timed_out:?}");
+
+    // Without --wait: the job id, then `job ID` and `jobs` find it.
+    let queued = cli
+        .run(&["run", "ok.sh", "--agent", "web-1", "--param", "name=later"])
+        .await;
+    queued.assert_code(0);
+    let job_id = queued.stdout.trim().to_owned();
+    assert!(job_id.starts_with("job_"), "{queued:?}");
+    setup.app.wait_for_job(&setup.session.access_token, &job_id, WAIT).await;
+    let detail = cli.run(&["job", &job_id]).await;
+    detail.assert_code(0);
+    assert!(
+        detail.stdout.contains("success") && detail.stdout.contains("hello later"),
+        "{detail:?}"
+    );
+    let detail_json = cli.run(&["job", &job_id, "--json"]).await;
+    assert_eq!(detail_json.assert_code(0).json()["stdout"], "hello later\n");
+
+    let jobs = cli.run(&["jobs", "--agent", "web-1", "--json"]).await;
+    let listed = jobs.assert_code(0).json();
+    let ids: Vec<&str> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["job_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 5, "{listed}");
+    assert_eq!(ids[0], job_id, "newest first");
+    let failed_only = cli.run(&["jobs", "--status", "failed", "--json"]).await;
+    assert_eq!(failed_only.assert_code(0).json()["jobs"].as_array().unwrap().len(), 2);
+    let table = cli.run(&["jobs", "--limit", "2"]).await;
+    table.assert_code(0);
+    assert_eq!(table.stdout.lines().count(), 3, "a header and two rows: {table:?}");
+    assert!(table.stderr.contains("--cursor"), "a hint for the next page: {table:?}");
+
+    // API errors: the orchestrator's message and exit 1.
+    let missing = cli.run(&["job", "job_doesnotexist"]).await;
+    missing.assert_code(1);
+    assert!(missing.stderr.contains("not_found"), "{missing:?}");
+    let unlisted = cli.run(&["run", "nope.sh", "--agent", "web-1", "--wait"]).await;
+    unlisted.assert_code(1);
+    assert!(unlisted.stderr.starts_with("error: "), "{unlisted:?}");
+
+    // A key the server does not know.
+    let bad_key = Cli::with_key(&setup.app, "sm_live_not_a_real_key_0000000000");
+    let refused = bad_key.run(&["agents"]).await;
+    refused.assert_code(1);
+    assert!(refused.stderr.contains("SCRIPTMESH_API_KEY was refused"), "{refused:?}");
+
+    // Keys cannot manage keys: the API says so.
+    let forbidden = cli.run(&["keys", "create", "more"]).await;
+    forbidden.assert_code(1);
+    assert!(forbidden.stderr.contains("log in"), "{forbidden:?}");
+}
+
+#[actix_rt::test]
+async fn a_fan_out_by_tag_waits_for_every_agent() {
+    let mut setup = Setup::start(TestApp::start().await).await;
+    let exits_with = |code: u8| format!("#!/bin/sh\necho checked\nexit {code}\n");
+    for (name, code) in [("batch-1", 0), ("batch-2", 4)] {
+        let spec = setup
+            .agent_spec(name)
+            .tag("batch")
+            .script("check.sh", &exits_with(code));
+        setup.add_agent(spec).await;
+    }
+    // Not tagged: not part of the fan-out.
+    setup
+        .add_agent(setup.agent_spec("other").script("check.sh", &exits_with(9)))
+        .await;
+    let cli = Cli::with_key(&setup.app, &setup.key);
+
+    // One agent fails with 4: the CLI exits 4, after a progress line and a table of both.
+    let mixed = cli.run(&["run", "check.sh", "--tag", "batch", "--wait"]).await;
+    mixed.assert_code(4);
+    assert!(mixed.stderr.contains("2/2 done (1 success, 1 failed)"), "{mixed:?}");
+    let row = |agent: &str| {
+        mixed
+            .stdout
+            .lines()
+            .find(|line| line.starts_with(agent))
+            .unwrap_or_else(|| panic!("no row for {agent}: {mixed:?}"))
+            .to_owned()
+    };
+    assert!(row("batch-1").contains("success"));
+    assert!(row("batch-2").contains("failed") && row("batch-2").contains(" 4 "));
+    assert!(!mixed.stdout.contains("other"), "{mixed:?}");
+
+    // All succeed: exit 0, and --json is the fan-out's final state.
+    let all = cli
+        .run(&[
+            "run",
+            "ok.sh",
+            "--tag",
+            "batch",
+            "--param",
+            "name=fleet",
+            "--wait",
+            "--json",
+        ])
+        .await;
+    all.assert_code(0);
+    let state = all.json();
+    assert_eq!(state["done"], true);
+    assert_eq!(state["summary"]["total"], 2);
+    assert_eq!(state["summary"]["succeeded"], 2);
+    let mut agents: Vec<&str> = state["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["agent"].as_str())
+        .collect();
+    agents.sort();
+    assert_eq!(agents, ["batch-1", "batch-2"]);
+
+    // Several named agents are a fan-out too; without --wait the jobs are listed.
+    let named = cli
+        .run(&["run", "ok.sh", "--agent", "batch-1", "--agent", "other", "--json"])
+        .await;
+    let started = named.assert_code(0).json();
+    assert!(started["fanout_id"].is_string(), "{started}");
+    assert_eq!(started["jobs"].as_array().unwrap().len(), 2);
+
+    // A tag no agent carries: the API's refusal, exit 1.
+    let nobody = cli.run(&["run", "ok.sh", "--tag", "nowhere", "--wait"]).await;
+    nobody.assert_code(1);
+    assert!(nobody.stderr.contains("no agent matches"), "{nobody:?}");
+}
+
+#[actix_rt::test]
+async fn keys_schedules_and_integrations_round_trip() {
+    let app = TestApp::builder().env("ALLOW_PRIVATE_WEBHOOKS", "true").start().await;
+    let mut setup = Setup::start(app).await;
+    setup.add_agent(setup.agent_spec("web-1")).await;
+    let cli = Cli::new(&setup.app);
+    cli.login().await;
+
+    // Keys: created (the key alone on stdout), listed, usable, revoked, refused.
+    let created = cli.run(&["keys", "create", "ci-runner"]).await;
+    created.assert_code(0);
+    let key = created.stdout.trim().to_owned();
+    assert!(key.starts_with("sm_live_"), "{created:?}");
+    assert!(created.stderr.contains("not shown again"));
+    let keys = cli.run(&["keys", "list", "--json"]).await.json();
+    let key_id = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "ci-runner")
+        .and_then(|k| k["id"].as_str())
+        .expect("the new key is listed")
+        .to_owned();
+    let table = cli.run(&["keys", "list"]).await;
+    assert!(table.assert_code(0).stdout.contains(&key_id));
+    let with_new_key = Cli::with_key(&setup.app, &key);
+    with_new_key.run(&["agents"]).await.assert_code(0);
+    cli.run(&["keys", "revoke", &key_id]).await.assert_code(0);
+    let after = cli.run(&["keys", "list", "--json"]).await.json();
+    assert!(!after.to_string().contains(&key_id), "{after}");
+    let refused = with_new_key.run(&["agents"]).await;
+    refused.assert_code(1);
+    assert!(refused.stderr.contains("refused"), "{refused:?}");
+
+    // Schedules: create, list (table and JSON), delete.
+    let scheduled = cli
+        .run(&[
+            "schedules",
+            "create",
+            "--agent",
+            "web-1",
+            "--script",
+            "ok.sh",
+            "--cron",
+            "0 2 * * *",
+            "--param",
+            "name=nightly",
+            "--timezone",
+            "Europe/Berlin",
+            "--json",
+        ])
+        .await;
+    let schedule = scheduled.assert_code(0).json();
+    let schedule_id = schedule["id"].as_str().expect("a schedule id").to_owned();
+    assert_eq!(schedule["timezone"], "Europe/Berlin");
+    assert_eq!(schedule["params"]["name"], "nightly");
+    let listed = cli.run(&["schedules", "list"]).await;
+    listed.assert_code(0);
+    let row = listed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&schedule_id))
+        .expect("the schedule's row");
+    assert!(
+        row.contains("0 2 * * *") && row.contains("Europe/Berlin") && row.contains("active"),
+        "{row}"
+    );
+    let bad_cron = cli
+        .run(&[
+            "schedules",
+            "create",
+            "--agent",
+            "web-1",
+            "--script",
+            "ok.sh",
+            "--cron",
+            "61 * * * *",
+        ])
+        .await;
+    bad_cron.assert_code(1);
+    cli.run(&["schedules", "delete", &schedule_id]).await.assert_code(0);
+    let remaining = cli.run(&["schedules", "list", "--json"]).await.json();
+    assert_eq!(remaining["schedules"], json!([]));
+
+    // Integrations: listed, and a test event sent to a local receiver.
+    let receiver = Receiver::start().await;
+    let (status, integration) = setup
+        .app
+        .post_json(
+            "/integrations",
+            &json!({"type": "webhook", "name": "audit", "config": {"url": receiver.url_for("/hook"), "events": ["job.failed"]}}),
+            setup.session.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{integration}");
+    let integration_id = integration["id"].as_str().unwrap().to_owned();
+    let listed = cli.run(&["integrations", "list"]).await;
+    listed.assert_code(0);
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(&integration_id) && l.contains("webhook")),
+        "{listed:?}"
+    );
+    let tested = cli.run(&["integrations", "test", &integration_id]).await;
+    tested.assert_code(0);
+    assert!(tested.stdout.contains("delivered"), "{tested:?}");
+    let requests = receiver.wait_for_requests(1, WAIT).await;
+    assert_eq!(requests[0].path, "/hook");
+    // A receiver that answers 500: not delivered, exit 1.
+    receiver.respond_with(500);
+    let failing = cli.run(&["integrations", "test", &integration_id, "--json"]).await;
+    failing.assert_code(1);
+    assert_eq!(failing.json()["ok"], false);
+}
+
+#[actix_rt::test]
+async fn errors_name_the_problem_and_the_exit_status_tells_its_kind() {
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cli = Cli {
+        url: format!("http://127.0.0.1:{port}"),
+        config_dir: tempfile::tempdir().unwrap(),
+        api_key: Some("sm_live_whatever".into()),
+    };
+    let unreachable = cli.run(&["agents"]).await;
+    unreachable.assert_code(1);
+    assert!(
+        unreachable.stderr.contains("cannot reach the orchestrator"),
+        "{unreachable:?}"
+    );
+
+    let not_a_url = cli.run(&["--url", "localhost:8080", "agents"]).await;
+    not_a_url.assert_code(1);
+    assert!(not_a_url.stderr.contains("invalid orchestrator URL"), "{not_a_url:?}");
+
+    // Usage errors exit 2 before anything is sent.
+    for usage in [
+        vec!["run", "ok.sh"],
+        vec!["run", "ok.sh", "--agent", "a", "--param", "novalue"],
+        vec!["no-such-command"],
+        vec!["jobs", "--limit", "many"],
+    ] {
+        cli.run(&usage).await.assert_code(2);
+    }
+    let help = cli.run(&["--help"]).await;
+    assert!(help.assert_code(0).stdout.contains("run"), "{help:?}");
+}

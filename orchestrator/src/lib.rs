@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod integrations;
+pub mod metrics;
 pub mod schedule;
 pub mod server;
 pub mod state;

@@ -167,12 +167,14 @@ mod tests {
         assert_eq!(reference(&values, 40), Some(20));
         assert_eq!(reference(&values, 50), Some(35));
         assert_eq!(reference(&values, 100), Some(50));
-        // The SQL's integer form gives the same ranks.
+        // The SQL's integer form (written out on purpose) gives the same ranks.
+        #[allow(clippy::manual_div_ceil)]
+        let sql_rank = |percent: u64, count: u64| (count * percent + 99) / 100;
         for count in 1..500u64 {
             for percent in [50u32, 95] {
                 assert_eq!(
                     nearest_rank(percent, count),
-                    Some((count * u64::from(percent) + 99) / 100),
+                    Some(sql_rank(u64::from(percent), count)),
                     "{percent} of {count}"
                 );
             }

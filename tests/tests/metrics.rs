@@ -3,8 +3,9 @@
 //! in any label; optionally behind METRICS_TOKEN; valid for `promtool check metrics`) and
 //! `GET /metrics/json` (the caller's tenant over 24 hours, exact counts and percentiles).
 
-use scriptmesh_tests::fleet::{new_job_id, Fleet};
-use scriptmesh_tests::{now_ms, Method, StatusCode, TestApp};
+use scriptmesh_tests::fleet::{new_job_id, Fleet, FLEET_WAIT};
+use scriptmesh_tests::receiver::Receiver;
+use scriptmesh_tests::{now_ms, wait_for, Method, StatusCode, TestApp};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Write;
@@ -180,6 +181,65 @@ async fn the_exposition_counts_known_work_without_tenant_data() {
         ),
         1.0
     );
+}
+
+#[actix_rt::test]
+async fn deliveries_are_counted_by_provider_and_outcome() {
+    let fleet = Fleet::start_with(
+        TestApp::builder()
+            .env("ALLOW_PRIVATE_WEBHOOKS", "true")
+            .env("DELIVERY_BASE_DELAY_MS", "50")
+            .env("DELIVERY_MAX_ATTEMPTS", "3"),
+    )
+    .await;
+    let _agent = fleet.start_agent(fleet.spec("web-1").script("fail.sh", FAIL_SH)).await;
+    let receiver = Receiver::start().await;
+    let (status, created) = fleet
+        .app
+        .post_json(
+            "/integrations",
+            &json!({"type": "webhook", "name": "ops-hook", "config": {"url": receiver.url(), "events": ["job.failed"]}}),
+            fleet.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let integration = created["id"].as_str().expect("id").to_owned();
+
+    // job.failed: refused once (503, retried), then taken (delivered).
+    receiver.respond_with_sequence(&[503, 200]);
+    run(&fleet, "web-1", "fail.sh").await;
+    receiver.wait_for_requests(2, FLEET_WAIT).await;
+    // A test delivery the receiver refuses for good (410): failed.
+    receiver.respond_with(410);
+    let (status, test) = fleet
+        .app
+        .post_json(&format!("/integrations/{integration}/test"), &json!({}), fleet.token())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{test}");
+
+    let series = |outcome: &str| {
+        format!("scriptmesh_integration_deliveries_total{{outcome=\"{outcome}\",provider=\"webhook\"}}")
+    };
+    let expected = [("retried", 1.0), ("delivered", 1.0), ("failed", 1.0)];
+    let counted = wait_for(FLEET_WAIT, || async {
+        let text = scrape(&fleet.app, None).await;
+        let s = samples(&text);
+        let all = expected
+            .iter()
+            .all(|(outcome, count)| s.get(&series(outcome)) == Some(count));
+        all.then_some(text)
+    })
+    .await;
+    let last = match counted {
+        Some(text) => text,
+        None => panic!(
+            "deliveries not counted as expected:\n{}",
+            scrape(&fleet.app, None).await
+        ),
+    };
+    for secret in [receiver.url(), "ops-hook", integration.as_str()] {
+        assert!(!last.contains(secret), "{secret:?} appears in /metrics");
+    }
 }
 
 #[actix_rt::test]

@@ -56,6 +56,8 @@ pub struct Config {
     pub pagerduty_events_url: String,
     /// `DATADOG_API_URL`: the Datadog API base for integrations that set neither `site` nor `api_url`.
     pub datadog_api_url: String,
+    /// `METRICS_TOKEN`: when set, `GET /metrics` wants `Authorization: Bearer <it>`.
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +161,16 @@ impl Config {
         let pagerduty_events_url =
             parse_http_url(&get, "PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue")?;
         let datadog_api_url = parse_http_url(&get, "DATADOG_API_URL", "https://api.datadoghq.com")?;
+        let metrics_token = get("METRICS_TOKEN").map(|token| token.trim().to_owned());
+        if metrics_token
+            .as_deref()
+            .is_some_and(|token| token.contains(char::is_whitespace))
+        {
+            return Err(ConfigError {
+                variable: "METRICS_TOKEN",
+                message: "must not contain spaces (it is sent as `Authorization: Bearer <token>`)".into(),
+            });
+        }
 
         Ok(Config {
             bind_addr,
@@ -180,6 +192,7 @@ impl Config {
             delivery_base_delay,
             pagerduty_events_url,
             datadog_api_url,
+            metrics_token,
         })
     }
 }
@@ -261,6 +274,7 @@ mod tests {
         assert_eq!(config.delivery_base_delay, Duration::from_millis(1000));
         assert_eq!(config.pagerduty_events_url, "https://events.pagerduty.com/v2/enqueue");
         assert_eq!(config.datadog_api_url, "https://api.datadoghq.com");
+        assert_eq!(config.metrics_token, None);
     }
 
     #[test]
@@ -278,6 +292,7 @@ mod tests {
             ("DELIVERY_BASE_DELAY_MS", "x"),
             ("PAGERDUTY_EVENTS_URL", "ftp://pd"),
             ("DATADOG_API_URL", "nonsense"),
+            ("METRICS_TOKEN", "two words"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);

@@ -11,6 +11,7 @@ pub mod events;
 pub mod extract;
 pub mod healthcheck;
 pub mod integrations;
+pub mod metrics;
 pub mod schedule;
 pub mod server;
 pub mod state;

@@ -9,10 +9,11 @@ use crate::db::{self, Db};
 use crate::email::Mailer;
 use crate::events::EventBus;
 use crate::integrations::IntegrationDispatcher;
+use crate::metrics::{http::track_requests, Metrics};
 use crate::state::AppState;
 use crate::tenant::TenantRegistry;
 use actix::{Actor, Arbiter};
-use actix_web::middleware::{ErrorHandlers, Logger};
+use actix_web::middleware::{from_fn, ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 use rand::distr::{Alphanumeric, SampleString};
 use std::io::Write;
@@ -55,13 +56,14 @@ async fn serve(config: Config) -> std::io::Result<()> {
     tracing::info!(email = mailer.describe(), "email transport");
 
     let config = Arc::new(config);
+    let metrics = Metrics::new().map_err(std::io::Error::other)?;
     // On its own thread: slow or dead receivers never hold up the bus or the tenants.
-    let integrations = IntegrationDispatcher::start_on_own_thread(db.clone(), config.clone());
+    let integrations = IntegrationDispatcher::start_on_own_thread(db.clone(), config.clone(), metrics.clone());
     let events = EventBus::new(db.clone())
         .with_listener(integrations.clone().recipient())
         .start();
     let arbiters: Vec<_> = (0..config.workers.max(1)).map(|_| Arbiter::new().handle()).collect();
-    let tenants = TenantRegistry::new(db.clone(), events.clone(), config.clone(), arbiters).start();
+    let tenants = TenantRegistry::new(db.clone(), events.clone(), config.clone(), metrics.clone(), arbiters).start();
 
     let state = web::Data::new(AppState {
         db,
@@ -73,13 +75,17 @@ async fn serve(config: Config) -> std::io::Result<()> {
         tenants,
         events,
         integrations,
+        metrics: metrics.clone(),
     });
 
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(metrics.clone())
             .wrap(ErrorHandlers::new().default_handler(api::json_errors))
             .wrap(Logger::new("%a \"%r\" %s %Dms").log_target("scriptmesh::http"))
+            // Outermost: it times everything and sees the final status.
+            .wrap(from_fn(track_requests))
             .configure(api::configure)
             .default_service(web::to(api::not_found))
     })

@@ -8,6 +8,7 @@ use crate::db::Db;
 use crate::email::Mailer;
 use crate::events::EventBus;
 use crate::integrations::IntegrationDispatcher;
+use crate::metrics::Metrics;
 use crate::tenant::TenantRegistry;
 use actix::Addr;
 use std::sync::Arc;
@@ -23,4 +24,6 @@ pub struct AppState {
     pub events: Addr<EventBus>,
     /// Sends integration deliveries (test deliveries are asked of it directly).
     pub integrations: Addr<IntegrationDispatcher>,
+    /// This server's Prometheus registry and metric handles.
+    pub metrics: Metrics,
 }

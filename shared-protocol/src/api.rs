@@ -77,3 +77,61 @@ pub struct FanOutResponse {
     pub fanout_id: String,
     pub jobs: Vec<FanOutJob>,
 }
+
+/// `GET /metrics/json`: the caller's tenant over the last `window_hours`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TenantMetrics {
+    pub generated_at: String,
+    pub window_hours: u32,
+    pub agents: AgentCounts,
+    /// Every job of the window, those of deleted agents included.
+    pub jobs: JobMetrics,
+    /// Every registered agent, sorted by name (agents without jobs show zeros).
+    pub per_agent: Vec<AgentMetrics>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AgentCounts {
+    pub total: u64,
+    pub online: u64,
+    pub offline: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct JobMetrics {
+    pub total: u64,
+    pub by_status: JobStatusCounts,
+    /// success / (success + failed + timeout + lost), rounded to 4 decimals; `null` when
+    /// no job of the window ended in one of those.
+    pub success_rate: Option<f64>,
+    pub duration_ms: DurationPercentiles,
+}
+
+/// Jobs per status: always all eight.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobStatusCounts {
+    pub pending: u64,
+    pub dispatched: u64,
+    pub running: u64,
+    pub success: u64,
+    pub failed: u64,
+    pub timeout: u64,
+    pub cancelled: u64,
+    pub lost: u64,
+}
+
+/// Nearest-rank percentiles of finished jobs' durations; `null` when there are none.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DurationPercentiles {
+    pub p50: Option<u64>,
+    pub p95: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AgentMetrics {
+    pub name: String,
+    pub status: String,
+    pub last_heartbeat: Option<String>,
+    pub tags: Vec<String>,
+    pub jobs: JobMetrics,
+}

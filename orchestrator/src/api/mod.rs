@@ -8,6 +8,7 @@ pub mod deliveries;
 pub mod health;
 pub mod integrations;
 pub mod jobs;
+pub mod metrics;
 pub mod schedules;
 
 use crate::error::Error;
@@ -30,7 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(jobs::routes)
     .configure(integrations::routes)
     .configure(deliveries::routes)
-    .configure(schedules::routes);
+    .configure(schedules::routes)
+    .configure(metrics::routes);
 }
 
 /// For routes that do not exist.

@@ -137,7 +137,9 @@ pub async fn requeue_unstarted(db: &Db, cutoff: i64) -> Result<Vec<(String, Stri
 }
 
 pub enum StartOutcome {
-    Started,
+    /// Running. `created_at` is the job's creation time when this report started it (not
+    /// when it repeats an earlier start).
+    Started { created_at: Option<i64> },
     /// The job was cancelled (or taken away) before it started: the agent must not run it.
     Refused(String),
 }
@@ -160,10 +162,14 @@ pub async fn mark_started(
                 .filter(jobs::cancel_requested.eq(false)),
         )
         .set((jobs::status.eq(RUNNING), jobs::started_at.eq(started_at)))
-        .execute(conn)
-        .await?;
-        if changed == 1 {
-            return Ok(StartOutcome::Started);
+        .returning(jobs::created_at)
+        .get_result::<i64>(conn)
+        .await
+        .optional()?;
+        if let Some(created_at) = changed {
+            return Ok(StartOutcome::Started {
+                created_at: Some(created_at),
+            });
         }
         let current: Option<(String, String)> = jobs::table
             .filter(jobs::id.eq(job_id))
@@ -173,7 +179,9 @@ pub async fn mark_started(
             .await
             .optional()?;
         Ok(match current {
-            Some((status, holder)) if status == RUNNING && holder == agent => StartOutcome::Started,
+            Some((status, holder)) if status == RUNNING && holder == agent => {
+                StartOutcome::Started { created_at: None }
+            }
             Some((status, holder)) if holder == agent => StartOutcome::Refused(format!("job is {status}")),
             _ => StartOutcome::Refused("this agent does not hold the job".into()),
         })

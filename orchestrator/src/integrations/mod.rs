@@ -28,6 +28,7 @@ use crate::db::models::{Delivery, DeliveryAttempt, Event, Integration};
 use crate::db::{self, Db};
 use crate::error::{Error, Result};
 use crate::events::{EventType, Recorded};
+use crate::metrics::{self, DeliveryOutcome, Metrics};
 use actix::prelude::*;
 use config::{IntegrationConfig, Kind};
 use delivery::{AttemptOutcome, Verdict};
@@ -59,6 +60,7 @@ pub struct SendTest {
 pub struct IntegrationDispatcher {
     db: Db,
     config: Arc<Config>,
+    metrics: Metrics,
     /// Made in `started`, on the dispatcher's own thread (`awc::Client` is `!Send`).
     client: Option<awc::Client>,
     /// Recorded batches waiting to become deliveries: planned one at a time, in order.
@@ -73,10 +75,11 @@ pub struct IntegrationDispatcher {
 }
 
 impl IntegrationDispatcher {
-    pub fn new(db: Db, config: Arc<Config>) -> IntegrationDispatcher {
+    pub fn new(db: Db, config: Arc<Config>, metrics: Metrics) -> IntegrationDispatcher {
         IntegrationDispatcher {
             db,
             config,
+            metrics,
             client: None,
             backlog: VecDeque::new(),
             planning: false,
@@ -88,9 +91,11 @@ impl IntegrationDispatcher {
     }
 
     /// Starts the dispatcher on a new arbiter of its own.
-    pub fn start_on_own_thread(db: Db, config: Arc<Config>) -> Addr<IntegrationDispatcher> {
+    pub fn start_on_own_thread(db: Db, config: Arc<Config>, metrics: Metrics) -> Addr<IntegrationDispatcher> {
         let arbiter = Arbiter::new();
-        IntegrationDispatcher::start_in_arbiter(&arbiter.handle(), move |_| IntegrationDispatcher::new(db, config))
+        IntegrationDispatcher::start_in_arbiter(&arbiter.handle(), move |_| {
+            IntegrationDispatcher::new(db, config, metrics)
+        })
     }
 
     fn client(&mut self) -> awc::Client {
@@ -191,8 +196,9 @@ impl IntegrationDispatcher {
         self.in_flight.insert(delivery.id.clone());
         let id = delivery.id.clone();
         let (db, config, client) = (self.db.clone(), self.config.clone(), self.client());
+        let metrics = self.metrics.clone();
         ctx.spawn(
-            async move { run_attempt(&db, &config, &client, delivery, true).await }
+            async move { run_attempt(&db, &config, &metrics, &client, delivery, true).await }
                 .into_actor(self)
                 .map(move |result, dispatcher, ctx| {
                     dispatcher.in_flight.remove(&id);
@@ -230,6 +236,7 @@ impl Handler<SendTest> for IntegrationDispatcher {
 
     fn handle(&mut self, message: SendTest, _: &mut Context<Self>) -> Self::Result {
         let (db, config, client) = (self.db.clone(), self.config.clone(), self.client());
+        let metrics = self.metrics.clone();
         Box::pin(
             async move {
                 let integration = store::find(&db, &message.tenant_id, &message.integration_id)
@@ -258,7 +265,7 @@ impl Handler<SendTest> for IntegrationDispatcher {
                     payload: serde_json::to_string(&envelope)?,
                 };
                 store::insert_delivery(&db, &delivery).await?;
-                run_attempt(&db, &config, &client, delivery.clone(), false)
+                run_attempt(&db, &config, &metrics, &client, delivery.clone(), false)
                     .await?
                     .ok_or_else(|| Error::not_found(format!("integration {}", message.integration_id)))
             }
@@ -406,6 +413,7 @@ async fn load_target(db: &Db, delivery: &Delivery) -> Result<Result<Target, Stri
 async fn run_attempt(
     db: &Db,
     config: &Config,
+    metrics: &Metrics,
     client: &awc::Client,
     delivery: Delivery,
     claim: bool,
@@ -417,6 +425,12 @@ async fn run_attempt(
     let attempt = delivery.attempts + 1;
     let target = load_target(db, &delivery).await?;
     let envelope: std::result::Result<Envelope, _> = serde_json::from_str(&delivery.payload);
+    let provider = match &target {
+        Ok(Target::Integration(settings)) => settings.kind().as_str(),
+        Ok(Target::ScheduleWebhook { .. }) => metrics::SCHEDULE_WEBHOOK_PROVIDER,
+        Err(_) if delivery.schedule_id.is_some() => metrics::SCHEDULE_WEBHOOK_PROVIDER,
+        Err(_) => metrics::UNKNOWN_PROVIDER,
+    };
     let outcome = match (target, envelope) {
         (Err(reason), _) => AttemptOutcome::not_sent(Verdict::GiveUp, reason),
         (_, Err(error)) => {
@@ -434,13 +448,17 @@ async fn run_attempt(
         }
     };
     let finished_at = db::now_ms();
-    let (status, next_attempt_at) = match outcome.verdict {
-        Verdict::Delivered => (store::DELIVERED, None),
+    let (status, next_attempt_at, counted_as) = match outcome.verdict {
+        Verdict::Delivered => (store::DELIVERED, None, DeliveryOutcome::Delivered),
         Verdict::Retry if attempt < delivery.max_attempts => {
             let wait = delivery::retry_delay(attempt as u32, config.delivery_base_delay, outcome.retry_after);
-            (store::PENDING, Some(finished_at + wait.as_millis() as i64))
+            (
+                store::PENDING,
+                Some(finished_at + wait.as_millis() as i64),
+                DeliveryOutcome::Retried,
+            )
         }
-        _ => (store::FAILED, None),
+        _ => (store::FAILED, None, DeliveryOutcome::Failed),
     };
     let (code, error) = (outcome.response_code, outcome.error.as_deref().unwrap_or_default());
     if status == store::FAILED {
@@ -465,5 +483,6 @@ async fn run_attempt(
         },
     )
     .await?;
+    metrics.delivery_attempted(provider, counted_as);
     Ok(updated)
 }

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::db::{self, Db};
 use crate::error::Result;
 use crate::events::EventBus;
+use crate::metrics::Metrics;
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub struct TenantRegistry {
     db: Db,
     events: Addr<EventBus>,
     config: Arc<Config>,
+    metrics: Metrics,
     supervisors: HashMap<String, Addr<TenantSupervisor>>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
@@ -35,11 +37,18 @@ pub struct TenantRegistry {
 pub struct Lookup(pub String);
 
 impl TenantRegistry {
-    pub fn new(db: Db, events: Addr<EventBus>, config: Arc<Config>, arbiters: Vec<ArbiterHandle>) -> TenantRegistry {
+    pub fn new(
+        db: Db,
+        events: Addr<EventBus>,
+        config: Arc<Config>,
+        metrics: Metrics,
+        arbiters: Vec<ArbiterHandle>,
+    ) -> TenantRegistry {
         TenantRegistry {
             db,
             events,
             config,
+            metrics,
             supervisors: HashMap::new(),
             arbiters,
             next_arbiter: 0,
@@ -55,7 +64,8 @@ impl TenantRegistry {
         let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
         self.next_arbiter += 1;
         let (tenant, db, events) = (tenant_id.to_owned(), self.db.clone(), self.events.clone());
-        let addr = Supervisor::start_in_arbiter(arbiter, move |_| TenantSupervisor::new(tenant, db, events));
+        let metrics = self.metrics.clone();
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| TenantSupervisor::new(tenant, db, events, metrics));
         self.supervisors.insert(tenant_id.to_owned(), addr.clone());
         addr
     }

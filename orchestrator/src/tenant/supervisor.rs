@@ -13,6 +13,7 @@ use crate::db::models::{Agent, Fanout, Job};
 use crate::db::{self, Db};
 use crate::error::{Error, Result};
 use crate::events::{EventBus, EventType, Publish};
+use crate::metrics::Metrics;
 use crate::views::{agent_scripts, agent_tags, job_view};
 use actix::prelude::*;
 use serde_json::json;
@@ -65,6 +66,7 @@ pub struct TenantSupervisor {
     tenant_id: String,
     db: Db,
     events: Addr<EventBus>,
+    metrics: Metrics,
     /// Liveness is judged from this instant at the earliest, so a restarted orchestrator
     /// gives every agent a full grace period to reconnect.
     started_at_ms: i64,
@@ -81,11 +83,12 @@ pub struct TenantSupervisor {
 }
 
 impl TenantSupervisor {
-    pub fn new(tenant_id: String, db: Db, events: Addr<EventBus>) -> TenantSupervisor {
+    pub fn new(tenant_id: String, db: Db, events: Addr<EventBus>, metrics: Metrics) -> TenantSupervisor {
         TenantSupervisor {
             tenant_id,
             db,
             events,
+            metrics,
             started_at_ms: db::now_ms(),
             agents: HashMap::new(),
             waiters: HashMap::new(),
@@ -105,9 +108,14 @@ impl TenantSupervisor {
         });
     }
 
+    /// A job's final status was just written: counted, and published.
     fn publish_job_finished(&self, job: &Job) {
+        let status = JobStatus::parse(&job.status);
+        if let Some(status) = status.filter(|s| s.is_terminal()) {
+            self.metrics.job_finished(status);
+        }
         let view = serde_json::to_value(job_view(job, None)).unwrap_or_default();
-        let specific = match JobStatus::parse(&job.status) {
+        let specific = match status {
             Some(JobStatus::Success) => Some(EventType::JobSucceeded),
             Some(JobStatus::Failed | JobStatus::Timeout | JobStatus::Lost) => Some(EventType::JobFailed),
             Some(JobStatus::Cancelled) => Some(EventType::JobCancelled),
@@ -547,11 +555,19 @@ impl Handler<StartJob> for TenantSupervisor {
     fn handle(&mut self, msg: StartJob, _: &mut Context<Self>) -> Self::Result {
         let checked = self.authorized_agent(&msg.agent, &msg.api_key_id).map(|_| ());
         let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
+        let metrics = self.metrics.clone();
         Box::pin(
             async move {
                 checked?;
                 match db::jobs::mark_started(&db, &tenant, &msg.agent, &msg.job_id, msg.started_at_ms).await? {
-                    StartOutcome::Started => Ok(()),
+                    StartOutcome::Started { created_at } => {
+                        // Measured on this clock (the one that stamped created_at) when the
+                        // report arrives, so an agent's clock skew cannot distort it.
+                        if let Some(created_at) = created_at {
+                            metrics.dispatch_latency(db::now_ms() - created_at);
+                        }
+                        Ok(())
+                    }
                     StartOutcome::Refused(why) => Err(Error::conflict(
                         "job_not_startable",
                         format!("do not run job {}: {why}", msg.job_id),
@@ -605,6 +621,9 @@ impl Handler<ReportResult> for TenantSupervisor {
             .into_actor(self)
             .map(move |result, act, _| match result? {
                 CompleteOutcome::Stored(job) => {
+                    if let Some(duration_ms) = job.duration_ms {
+                        act.metrics.job_duration(duration_ms);
+                    }
                     act.publish_job_finished(&job);
                     act.notify_completion(&job.id);
                     Ok(ResultAck {
@@ -887,12 +906,12 @@ impl Handler<DeleteAgent> for TenantSupervisor {
                 if !db::agents::delete(&db, &tenant, &name).await? {
                     return Err(Error::not_found(format!("agent {name}")));
                 }
-                db::jobs::cancel_queued_for_agent(&db, &tenant, &name, "the agent was deleted", db::now_ms()).await?;
-                Ok(())
+                db::jobs::cancel_queued_for_agent(&db, &tenant, &name, "the agent was deleted", db::now_ms()).await
             }
             .into_actor(self)
             .map(move |result, act, _| {
-                result?;
+                let cancelled = result?;
+                act.metrics.jobs_finished_by(JobStatus::Cancelled, cancelled as u64);
                 act.agents.remove(&msg.name);
                 for waiter in act.waiters.remove(&msg.name).unwrap_or_default() {
                     let _ = waiter.tx.send(PollResponse::default());

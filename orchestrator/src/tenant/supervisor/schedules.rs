@@ -10,6 +10,7 @@ use crate::db::schedules::{Fire, FireOutcome, PlannedRun};
 use crate::db::{self, format_time};
 use crate::error::{Error, Result};
 use crate::events::EventType;
+use crate::metrics;
 use crate::schedule::plan::{self, Due, RunKind};
 use crate::schedule::{Overlap, RowIdentity, ScheduleSpec, Target};
 use crate::tenant::messages::{CreateSchedule, DeleteSchedule, SetScheduleEnabled, UpdateSchedule};
@@ -125,6 +126,8 @@ impl TenantSupervisor {
         }
         let (row, spec) = (tracked.row.clone(), tracked.spec.clone());
         let due = plan::plan(&spec.cron, &spec.timezone, slot, now, spec.misfire_grace_secs * 1000);
+        // Those recorded one by one, and those a single record stands for.
+        let missed_slots = due.missed.len() as u64 + due.more_missed.as_ref().map_or(0, |more| more.count);
         let fire = match self.prepare_fire(&row, &spec, slot, &due, now) {
             Ok(fire) => fire,
             Err(error) => {
@@ -146,6 +149,10 @@ impl TenantSupervisor {
                 act.schedules.firing.remove(&id);
                 match outcome {
                     Ok(FireOutcome::Claimed { record, jobs }) => {
+                        act.metrics.schedule_missed(missed_slots);
+                        if let Some(outcome) = record.as_ref().and_then(|r| metrics::FireOutcome::parse(&r.outcome)) {
+                            act.metrics.schedule_fired(outcome);
+                        }
                         act.fired(&row, &fire, record.as_ref(), &jobs, ctx);
                         if let Some(tracked) = act.schedules.tracked.get_mut(&id) {
                             // Unless the schedule was changed meanwhile (it then has its own next slot).

@@ -30,7 +30,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(jobs::routes)
     .configure(integrations::routes)
     .configure(deliveries::routes)
-    .configure(schedules::routes);
+    .configure(schedules::routes)
+    .configure(crate::dashboard::routes);
 }
 
 /// For routes that do not exist.

@@ -18,6 +18,14 @@ function toRfc3339(localValue) {
   return Number.isNaN(time.getTime()) ? "" : time.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
+/** RFC 3339 back to a datetime-local value (local time), to show the active filter. */
+function toLocalInput(text) {
+  const time = new Date(text);
+  if (!text || Number.isNaN(time.getTime())) return "";
+  const local = new Date(time.getTime() - time.getTimezoneOffset() * 60000);
+  return local.toISOString().slice(0, 16);
+}
+
 function jobRow(job) {
   return h(
     "tr",
@@ -42,8 +50,8 @@ export async function listPage(main, context) {
     h("option", { value: "" }, "Any status"),
     JOB_STATUSES.map((name) => h("option", { value: name, selected: name === values.status }, name)),
   );
-  const since = h("input", { type: "datetime-local", name: "since" });
-  const until = h("input", { type: "datetime-local", name: "until" });
+  const since = h("input", { type: "datetime-local", name: "since", value: toLocalInput(values.since) });
+  const until = h("input", { type: "datetime-local", name: "until", value: toLocalInput(values.until) });
   const filters = h(
     "form",
     { class: "filters", role: "search", "aria-label": "Filter jobs" },

@@ -25,12 +25,17 @@ async fn the_page_is_html_with_strict_security_headers() {
     let page = app.request(Method::GET, "/").send().await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
-    assert!(page.text.contains("<script type=\"module\" src=\"/assets/app.js\"></script>"));
+    assert!(page
+        .text
+        .contains("<script type=\"module\" src=\"/assets/app.js\"></script>"));
     let policy = page.header("content-security-policy").expect("a CSP header");
     assert!(policy.contains("default-src 'self'"), "{policy}");
     assert!(policy.contains("script-src 'self'"), "{policy}");
     assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
-    assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"), "{policy}");
+    assert!(
+        !policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"),
+        "{policy}"
+    );
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
@@ -39,7 +44,11 @@ async fn the_page_is_html_with_strict_security_headers() {
     // A strong ETag, and a 304 when the browser already has this version.
     let etag = page.header("etag").expect("an ETag").to_owned();
     assert!(etag.starts_with('"') && !etag.starts_with("W/"), "{etag}");
-    let again = app.request(Method::GET, "/").header("if-none-match", &etag).send().await;
+    let again = app
+        .request(Method::GET, "/")
+        .header("if-none-match", &etag)
+        .send()
+        .await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
     assert!(again.text.is_empty());
     assert_eq!(again.header("etag"), Some(etag.as_str()));
@@ -319,14 +328,14 @@ async fn the_whole_flow(app: &TestApp, browser: &Client) {
 
     // A real agent connects with that key and shows up online.
     let _agent = app
-        .start_agent(
-            AgentSpec::new("web-1", &key)
-                .tag("edge")
-                .script("hello.sh", "#!/bin/sh\necho \"dashboard says hello to ${name}\"\necho oops >&2\n"),
-        )
+        .start_agent(AgentSpec::new("web-1", &key).tag("edge").script(
+            "hello.sh",
+            "#!/bin/sh\necho \"dashboard says hello to ${name}\"\necho oops >&2\n",
+        ))
         .await;
     page.click("nav a[href='#/agents']").await;
-    page.wait_for_text("tr[data-agent='web-1'] .agent-status", "online").await;
+    page.wait_for_text("tr[data-agent='web-1'] .agent-status", "online")
+        .await;
     page.wait_for_text("tr[data-agent='web-1']", "hello.sh").await;
 
     // Run the script with a param; the job page follows it to the end. The param is
@@ -341,7 +350,11 @@ async fn the_whole_flow(app: &TestApp, browser: &Client) {
     let stdout = page.wait_for_text("#job-stdout", "dashboard says hello to").await;
     assert_eq!(stdout.trim(), "dashboard says hello to <b>browser</b>");
     assert!(
-        browser.find_all(Locator::Css("#job-stdout b")).await.expect("query").is_empty(),
+        browser
+            .find_all(Locator::Css("#job-stdout b"))
+            .await
+            .expect("query")
+            .is_empty(),
         "script output must not be parsed as HTML"
     );
     page.wait_for_text("#job-stderr", "oops").await;

@@ -713,24 +713,35 @@ async fn the_next_fires_are_previewed_and_checked_as_creation_checks_them() {
     assert_eq!(fires.len(), 5, "{body}");
     assert!(fires.iter().all(|t| t.ends_with("T02:00:00Z")), "{fires:?}");
     assert!(parse(&fires[0]) > now_ms() && parse(&fires[0]) <= now_ms() + DAY_MS);
-    assert!(fires.windows(2).all(|w| parse(&w[1]) - parse(&w[0]) == DAY_MS), "{fires:?}");
+    assert!(
+        fires.windows(2).all(|w| parse(&w[1]) - parse(&w[0]) == DAY_MS),
+        "{fires:?}"
+    );
 
     // In a time zone: 02:30 in Berlin is 00:30 or 01:30 UTC (summer or winter time).
     let (status, body) = fleet
         .app
-        .get(&preview_path("30 2 * * *", "&timezone=Europe/Berlin&count=20"), fleet.token())
+        .get(
+            &preview_path("30 2 * * *", "&timezone=Europe/Berlin&count=20"),
+            fleet.token(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["timezone"], "Europe/Berlin");
     let fires = times(&body);
     assert_eq!(fires.len(), 20);
     assert!(
-        fires.iter().all(|t| t.ends_with("T00:30:00Z") || t.ends_with("T01:30:00Z")),
+        fires
+            .iter()
+            .all(|t| t.ends_with("T00:30:00Z") || t.ends_with("T01:30:00Z")),
         "{fires:?}"
     );
     let (_, hourly) = fleet.app.get(&preview_path("@hourly", "&count=3"), fleet.token()).await;
     let fires = times(&hourly);
-    assert!(fires.windows(2).all(|w| parse(&w[1]) - parse(&w[0]) == 3_600_000), "{fires:?}");
+    assert!(
+        fires.windows(2).all(|w| parse(&w[1]) - parse(&w[0]) == 3_600_000),
+        "{fires:?}"
+    );
 
     // A bad expression or time zone gets exactly the error creating a schedule gets.
     for (cron_expression, timezone) in [

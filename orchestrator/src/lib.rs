@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod email;
 pub mod error;

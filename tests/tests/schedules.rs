@@ -686,6 +686,116 @@ async fn bad_schedules_are_refused_with_json_errors() {
     assert_eq!(listed, json!({"schedules": []}), "nothing was created");
 }
 
+fn preview_path(cron_expression: &str, extra: &str) -> String {
+    let encoded: String = url::form_urlencoded::byte_serialize(cron_expression.as_bytes()).collect();
+    format!("/schedules/preview?cron_expression={encoded}{extra}")
+}
+
+#[actix_rt::test]
+async fn the_next_fires_are_previewed_and_checked_as_creation_checks_them() {
+    let fleet = Fleet::start().await;
+    let times = |body: &Value| -> Vec<String> {
+        body["next_fires"]
+            .as_array()
+            .unwrap_or_else(|| panic!("next_fires in {body}"))
+            .iter()
+            .map(|t| t.as_str().expect("a time").to_owned())
+            .collect()
+    };
+    let parse = |text: &str| chrono_ms(text);
+
+    // Defaults: UTC, five fires, each after now and a day apart.
+    let (status, body) = fleet.app.get(&preview_path("0 2 * * *", ""), fleet.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cron_expression"], "0 2 * * *");
+    assert_eq!(body["timezone"], "UTC");
+    let fires = times(&body);
+    assert_eq!(fires.len(), 5, "{body}");
+    assert!(fires.iter().all(|t| t.ends_with("T02:00:00Z")), "{fires:?}");
+    assert!(parse(&fires[0]) > now_ms() && parse(&fires[0]) <= now_ms() + DAY_MS);
+    assert!(
+        fires.windows(2).all(|w| parse(&w[1]) - parse(&w[0]) == DAY_MS),
+        "{fires:?}"
+    );
+
+    // In a time zone: 02:30 in Berlin is 00:30 or 01:30 UTC (summer or winter time).
+    let (status, body) = fleet
+        .app
+        .get(
+            &preview_path("30 2 * * *", "&timezone=Europe/Berlin&count=20"),
+            fleet.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["timezone"], "Europe/Berlin");
+    let fires = times(&body);
+    assert_eq!(fires.len(), 20);
+    assert!(
+        fires
+            .iter()
+            .all(|t| t.ends_with("T00:30:00Z") || t.ends_with("T01:30:00Z")),
+        "{fires:?}"
+    );
+    let (_, hourly) = fleet.app.get(&preview_path("@hourly", "&count=3"), fleet.token()).await;
+    let fires = times(&hourly);
+    assert!(
+        fires.windows(2).all(|w| parse(&w[1]) - parse(&w[0]) == 3_600_000),
+        "{fires:?}"
+    );
+
+    // A bad expression or time zone gets exactly the error creating a schedule gets.
+    for (cron_expression, timezone) in [
+        ("61 * * * *", "UTC"),
+        ("* * * *", "UTC"),
+        ("0 0 30 2 *", "UTC"),
+        ("0 2 * * *", "Mars/Olympus_Mons"),
+    ] {
+        let tz: String = url::form_urlencoded::byte_serialize(timezone.as_bytes()).collect();
+        let preview = fleet
+            .app
+            .request(Method::GET, &preview_path(cron_expression, &format!("&timezone={tz}")))
+            .bearer(fleet.token())
+            .send()
+            .await;
+        preview.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        let creation = fleet
+            .app
+            .request(Method::POST, "/schedules")
+            .bearer(fleet.token())
+            .json(&json!({"agent": "a", "script": "s.sh", "cron_expression": cron_expression, "timezone": timezone}))
+            .send()
+            .await;
+        assert_eq!(preview.body, creation.body, "{cron_expression} {timezone}");
+    }
+    for (path, code) in [
+        (preview_path("0 2 * * *", "&count=0"), "validation_failed"),
+        (preview_path("0 2 * * *", "&count=21"), "validation_failed"),
+        (preview_path("0 2 * * *", "&count=many"), "invalid_request"),
+        ("/schedules/preview".to_owned(), "validation_failed"),
+    ] {
+        fleet
+            .app
+            .request(Method::GET, &path)
+            .bearer(fleet.token())
+            .send()
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
+    fleet
+        .app
+        .request(Method::GET, &preview_path("0 2 * * *", ""))
+        .send()
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time the API shows (`2026-03-10T02:00:00Z`).
+fn chrono_ms(text: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|error| panic!("{text}: {error}"))
+        .timestamp_millis()
+}
+
 /// A second orchestrator process on the same database, as another replica would be.
 struct Replica {
     child: Child,

@@ -32,7 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(integrations::routes)
     .configure(deliveries::routes)
     .configure(schedules::routes)
-    .configure(metrics::routes);
+    .configure(metrics::routes)
+    .configure(crate::dashboard::routes);
 }
 
 /// For routes that do not exist.

@@ -1,4 +1,4 @@
-//! Schedules: `/schedules`, `/schedules/{id}`, `/schedules/{id}/pause|resume|runs`.
+//! Schedules: `/schedules`, `/schedules/preview`, `/schedules/{id}`, `/schedules/{id}/pause|resume|runs`.
 //! Changes go through the tenant's supervisor, which owns the timers; reads come from the
 //! database.
 
@@ -7,11 +7,12 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::extract::JsonBody;
 use crate::integrations::ssrf::{self, GuardError};
-use crate::schedule::spec::{run_view, view};
+use crate::schedule::spec::{preview_fires, run_view, view, MAX_PREVIEW_FIRES};
 use crate::schedule::{NewSchedule, SchedulePatch, ScheduleSpec};
 use crate::state::AppState;
 use crate::tenant::{self, messages};
 use actix_web::{web, HttpResponse};
+use chrono::{SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -21,6 +22,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(create)),
     );
+    // Before `/schedules/{id}`, which would otherwise take "preview" for an id.
+    cfg.service(web::resource("/schedules/preview").route(web::get().to(preview)));
     cfg.service(
         web::resource("/schedules/{id}")
             .route(web::get().to(get))
@@ -91,6 +94,31 @@ async fn set_enabled(state: &AppState, caller: &Caller, id: String, enabled: boo
     let message = messages::SetScheduleEnabled { id, enabled };
     let row = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
     Ok(HttpResponse::Ok().json(view(&row)))
+}
+
+#[derive(Deserialize)]
+struct PreviewQuery {
+    cron_expression: Option<String>,
+    timezone: Option<String>,
+    count: Option<i64>,
+}
+
+/// The next fire times of an expression, checked as creating a schedule checks it.
+async fn preview(_caller: Caller, query: web::Query<PreviewQuery>) -> Result<HttpResponse> {
+    let query = query.into_inner();
+    let cron_text = query
+        .cron_expression
+        .ok_or_else(|| Error::Validation("cron_expression is required, e.g. ?cron_expression=0 2 * * *".into()))?;
+    let count = query.count.unwrap_or(5);
+    if !(1..=MAX_PREVIEW_FIRES as i64).contains(&count) {
+        return Err(Error::Validation(format!("count must be 1 to {MAX_PREVIEW_FIRES}")));
+    }
+    let (cron, timezone, fires) = preview_fires(&cron_text, query.timezone.as_deref(), count as usize, Utc::now())?;
+    Ok(HttpResponse::Ok().json(json!({
+        "cron_expression": cron.source(),
+        "timezone": timezone.name(),
+        "next_fires": fires.iter().map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)).collect::<Vec<_>>(),
+    })))
 }
 
 #[derive(Deserialize)]

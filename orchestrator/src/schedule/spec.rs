@@ -8,6 +8,7 @@ use crate::db::{format_time, format_time_opt};
 use crate::error::{Error, Result};
 use crate::extract::required_text;
 use crate::tenant::validate;
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
@@ -321,6 +322,28 @@ fn script(text: &str) -> Result<String> {
     Ok(script)
 }
 
+/// Most fire times `GET /schedules/preview` lists at once.
+pub const MAX_PREVIEW_FIRES: usize = 20;
+
+/// The next `count` fire times of an expression in a time zone, strictly after `after`,
+/// checked exactly as creating a schedule checks them (same errors): what the dashboard's
+/// schedule form shows as the user types.
+pub fn preview_fires(
+    cron_text: &str,
+    timezone_name: Option<&str>,
+    count: usize,
+    after: DateTime<Utc>,
+) -> Result<(CronExpr, Tz, Vec<DateTime<Utc>>)> {
+    let cron = cron_expression(cron_text)?;
+    let timezone = timezone(timezone_name)?;
+    let fires = std::iter::successors(cron.next_after(&timezone, after), |previous| {
+        cron.next_after(&timezone, *previous)
+    })
+    .take(count.min(MAX_PREVIEW_FIRES))
+    .collect();
+    Ok((cron, timezone, fires))
+}
+
 fn cron_expression(text: &str) -> Result<CronExpr> {
     CronExpr::parse(text)
         .map_err(|why| Error::Validation(format!("cron_expression {:?} is not valid: {why}", text.trim())))
@@ -409,6 +432,35 @@ mod tests {
 
     fn request(body: Value) -> Result<ScheduleSpec> {
         ScheduleSpec::from_request(serde_json::from_value(body).unwrap())
+    }
+
+    #[test]
+    fn a_preview_lists_the_next_fires_in_the_time_zone() {
+        let after = DateTime::parse_from_rfc3339("2026-03-10T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let (_, timezone, fires) = preview_fires("0 2 * * *", Some("Europe/Berlin"), 3, after).unwrap();
+        assert_eq!(timezone, Tz::Europe__Berlin);
+        let shown: Vec<String> = fires.iter().map(|t| t.to_rfc3339()).collect();
+        // 02:00 CET is 01:00 UTC.
+        assert_eq!(
+            shown,
+            [
+                "2026-03-11T01:00:00+00:00",
+                "2026-03-12T01:00:00+00:00",
+                "2026-03-13T01:00:00+00:00"
+            ]
+        );
+        let (_, _, many) = preview_fires("* * * * *", None, 500, after).unwrap();
+        assert_eq!(many.len(), MAX_PREVIEW_FIRES);
+        assert!(matches!(
+            preview_fires("61 * * * *", None, 5, after),
+            Err(Error::Validation(_))
+        ));
+        assert!(matches!(
+            preview_fires("* * * * *", Some("Mars/Olympus"), 5, after),
+            Err(Error::Validation(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,397 @@
+//! The embedded web dashboard: served at `/` with its security headers, and driven end to
+//! end in headless Chromium (through chromedriver) the way a person uses it: sign up,
+//! verify, create an API key, see the agent online, run a script and read its output.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
+use scriptmesh_tests::{AgentSpec, Method, StatusCode, TestApp, TEST_PASSWORD};
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const WAIT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------
+// Plain HTTP: what the server sends, without a browser.
+
+#[actix_rt::test]
+async fn the_page_is_html_with_strict_security_headers() {
+    let app = TestApp::start().await;
+    let page = app.request(Method::GET, "/").send().await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(page
+        .text
+        .contains("<script type=\"module\" src=\"/assets/app.js\"></script>"));
+    let policy = page.header("content-security-policy").expect("a CSP header");
+    assert!(policy.contains("default-src 'self'"), "{policy}");
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(
+        !policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"),
+        "{policy}"
+    );
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+
+    // A strong ETag, and a 304 when the browser already has this version.
+    let etag = page.header("etag").expect("an ETag").to_owned();
+    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "{etag}");
+    let again = app
+        .request(Method::GET, "/")
+        .header("if-none-match", &etag)
+        .send()
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert!(again.text.is_empty());
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    let other = app
+        .request(Method::GET, "/")
+        .header("if-none-match", "\"something-else\"")
+        .send()
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+}
+
+#[actix_rt::test]
+async fn assets_have_their_content_types_and_unknown_ones_are_a_json_404() {
+    let app = TestApp::start().await;
+    for (path, content_type, needle) in [
+        ("/assets/app.js", "text/javascript; charset=utf-8", "import"),
+        ("/assets/api.js", "text/javascript; charset=utf-8", "/auth/refresh"),
+        ("/assets/app.css", "text/css; charset=utf-8", ":root"),
+        ("/assets/favicon.svg", "image/svg+xml", "<svg"),
+    ] {
+        let asset = app.request(Method::GET, path).send().await;
+        assert_eq!(asset.status, StatusCode::OK, "{path}: {}", asset.text);
+        assert_eq!(asset.header("content-type"), Some(content_type), "{path}");
+        assert!(asset.text.contains(needle), "{path}");
+        assert_eq!(asset.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert!(asset.header("etag").is_some(), "{path}");
+        assert!(asset.header("content-security-policy").is_some(), "{path}");
+    }
+    for missing in ["/assets/nope.js", "/assets/..%2Fmain.rs", "/assets/index.html"] {
+        let answer = app.request(Method::GET, missing).send().await;
+        answer.assert_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    // The API is untouched by the dashboard: an unknown path is still the JSON 404.
+    app.request(Method::GET, "/no-such-page")
+        .send()
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+// ---------------------------------------------------------------------------------------
+// In a real browser.
+
+/// chromedriver as a child process, killed when dropped.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+    _profile: tempfile::TempDir,
+    profile_path: PathBuf,
+}
+
+impl ChromeDriver {
+    async fn start() -> ChromeDriver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile = tempfile::Builder::new()
+            .prefix("scriptmesh-chromium-")
+            .tempdir()
+            .expect("a temporary profile directory");
+        let driver = ChromeDriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            profile_path: profile.path().to_owned(),
+            _profile: profile,
+        };
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen on port {port}");
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        driver
+    }
+
+    async fn browser(&self) -> Client {
+        let arguments = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([format!("--user-data-dir={}", self.profile_path.display())])
+        .collect::<Vec<_>>();
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": arguments},
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("a JSON object literal")
+        };
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session through chromedriver")
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The page as a person sees it: find, type, click, and wait for what should appear.
+struct Page<'a> {
+    browser: &'a Client,
+}
+
+impl Page<'_> {
+    async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+        self.browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("no {css} on the page within {WAIT:?}: {error}"))
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let input = self.wait_for(css).await;
+        input.clear().await.expect("clear the field");
+        input.send_keys(text).await.expect("type into the field");
+    }
+
+    async fn click(&self, css: &str) {
+        self.wait_for(css).await.click().await.expect("click");
+    }
+
+    /// Waits until the element's text contains `expected`; returns the text.
+    async fn wait_for_text(&self, css: &str, expected: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(element) = self.browser.find(Locator::Css(css)).await {
+                if let Ok(text) = element.text().await {
+                    if text.contains(expected) {
+                        return text;
+                    }
+                    last = text;
+                }
+            }
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{css} did not show {expected:?} within {WAIT:?}; it shows {last:?}");
+    }
+
+    async fn wait_until_gone(&self, css: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.browser.find(Locator::Css(css)).await.is_ok() {
+            assert!(Instant::now() < deadline, "{css} is still on the page after {WAIT:?}");
+            actix_rt::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn go(&self, base: &str, hash: &str) {
+        self.browser.goto(&format!("{base}/{hash}")).await.expect("navigate");
+    }
+
+    /// Accepts the confirm() dialog a destructive button opens.
+    async fn accept_dialog(&self) {
+        let deadline = Instant::now() + WAIT;
+        while self.browser.accept_alert().await.is_err() {
+            assert!(Instant::now() < deadline, "no confirmation dialog appeared");
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn session_token(&self) -> String {
+        let token = self
+            .browser
+            .execute("return sessionStorage.getItem('scriptmesh.access_token');", vec![])
+            .await
+            .expect("read sessionStorage");
+        token.as_str().expect("logged in: an access token").to_owned()
+    }
+}
+
+/// Chromium and chromedriver from Debian's packages; CI must have them, a developer may not.
+fn browser_available() -> bool {
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{CHROMIUM} and {CHROMEDRIVER} are required in CI (apt-get install chromium chromium-driver)"
+        );
+        eprintln!("NOTICE: {CHROMIUM} or {CHROMEDRIVER} is missing; the browser test is skipped");
+    }
+    present
+}
+
+/// Runs `flow` in the browser; if it panics, saves a screenshot and the page source
+/// (paths printed) before failing the test with the original panic.
+async fn with_failure_capture<F: std::future::Future<Output = ()>>(browser: &Client, flow: F) {
+    let outcome = AssertUnwindSafe(flow).catch_unwind().await;
+    if let Err(panic) = outcome {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let screenshot = dir.join("dashboard-failure.png");
+        let source = dir.join("dashboard-failure.html");
+        match browser.screenshot().await {
+            Ok(png) => match std::fs::write(&screenshot, png) {
+                Ok(()) => eprintln!("dashboard test failed: screenshot saved to {}", screenshot.display()),
+                Err(error) => eprintln!("could not write {}: {error}", screenshot.display()),
+            },
+            Err(error) => eprintln!("could not take a screenshot: {error}"),
+        }
+        if let Ok(html) = browser.source().await {
+            if std::fs::write(&source, html).is_ok() {
+                eprintln!("dashboard test failed: page source saved to {}", source.display());
+            }
+        }
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[actix_rt::test]
+async fn a_person_signs_up_connects_an_agent_and_runs_a_script_in_the_browser() {
+    if !browser_available() {
+        return;
+    }
+    let app = TestApp::start().await;
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    with_failure_capture(&browser, the_whole_flow(&app, &browser)).await;
+    let _ = browser.close().await;
+}
+
+async fn the_whole_flow(app: &TestApp, browser: &Client) {
+    let page = Page { browser };
+    let email = "dashboard-user@example.com";
+
+    // Not logged in: the dashboard opens on the login page, which links to sign-up.
+    page.go(&app.url, "").await;
+    page.wait_for_text("h1", "Log in").await;
+    page.click("a[href='#/signup']").await;
+    page.wait_for_text("h1", "Create your account").await;
+    page.fill("input[name=email]", email).await;
+    page.fill("input[name=new-password]", TEST_PASSWORD).await;
+    page.click("button[type=submit]").await;
+
+    // The verification code arrives by email; entering it leads to the login.
+    page.wait_for_text("h1", "Verify your email").await;
+    let code = app.smtp.wait_for_code(email).await;
+    page.fill("input[name=code]", &code).await;
+    page.click("button[type=submit]").await;
+    page.wait_for_text("h1", "Log in").await;
+    page.fill("input[name=password]", TEST_PASSWORD).await;
+    page.click("button[type=submit]").await;
+    page.wait_for_text("main h1", "Agents").await;
+    page.wait_for_text(".empty", "No agents yet").await;
+
+    // Settings -> API keys: a new key is shown once.
+    page.click("nav a[href='#/settings/api-keys']").await;
+    page.wait_for_text("main h1", "API keys").await;
+    page.fill("#key-name", "web-1").await;
+    page.click("form button[type=submit]").await;
+    let key = page.wait_for_text("#new-api-key", "sm_live_").await;
+    assert!(key.starts_with("sm_live_"), "{key}");
+    page.wait_for_text("tr[data-key] th", "web-1").await;
+
+    // A real agent connects with that key and shows up online.
+    let _agent = app
+        .start_agent(AgentSpec::new("web-1", &key).tag("edge").script(
+            "hello.sh",
+            "#!/bin/sh\necho \"dashboard says hello to ${name}\"\necho oops >&2\n",
+        ))
+        .await;
+    page.click("nav a[href='#/agents']").await;
+    page.wait_for_text("tr[data-agent='web-1'] .agent-status", "online")
+        .await;
+    page.wait_for_text("tr[data-agent='web-1']", "hello.sh").await;
+
+    // Run the script with a param; the job page follows it to the end. The param is
+    // markup on purpose: the page must show it as text, never as HTML.
+    page.click("a[aria-label='Run a script on web-1']").await;
+    page.wait_for_text("main h1", "Run a script").await;
+    page.wait_for_text("#run-script", "hello.sh").await;
+    page.fill(".param-key", "name").await;
+    page.fill(".param-value", "<b>browser</b>").await;
+    page.click("form button[type=submit]").await;
+    page.wait_for_text("#job-status", "success").await;
+    let stdout = page.wait_for_text("#job-stdout", "dashboard says hello to").await;
+    assert_eq!(stdout.trim(), "dashboard says hello to <b>browser</b>");
+    assert!(
+        browser
+            .find_all(Locator::Css("#job-stdout b"))
+            .await
+            .expect("query")
+            .is_empty(),
+        "script output must not be parsed as HTML"
+    );
+    page.wait_for_text("#job-stderr", "oops").await;
+
+    // The jobs list shows it, finished.
+    page.click("nav a[href='#/jobs']").await;
+    page.wait_for_text("tbody tr .job-status", "success").await;
+
+    // Fan out by tag.
+    page.click("nav a[href='#/run']").await;
+    page.click("#mode-tags").await;
+    page.fill("#run-tags", "edge").await;
+    page.fill("#run-script-name", "hello.sh").await;
+    page.click("form button[type=submit]").await;
+    page.wait_for_text("#fanout-summary", "1 succeeded").await;
+    page.wait_for_text("#fanout-summary", "done").await;
+
+    // A schedule's next fires are previewed as the expression is typed; a bad one says why.
+    page.click("nav a[href='#/schedules']").await;
+    page.fill("#schedule-cron", "0 2 * * *").await;
+    page.wait_for_text("#schedule-preview", "Next fires (UTC)").await;
+    let fires = browser
+        .find_all(Locator::Css("#schedule-preview li"))
+        .await
+        .expect("query");
+    assert_eq!(fires.len(), 5);
+    assert!(fires[0].text().await.expect("text").contains("T02:00:00Z"));
+    page.fill("#schedule-cron", "61 * * * *").await;
+    page.wait_for_text("#schedule-preview .error", "not valid").await;
+
+    // Revoke the key in the UI: it leaves the list, and the API agrees.
+    let token = page.session_token().await;
+    page.click("nav a[href='#/settings/api-keys']").await;
+    page.click("button[aria-label='Revoke key web-1']").await;
+    page.accept_dialog().await;
+    page.wait_until_gone("tr[data-key]").await;
+    let (status, keys) = app.get("/auth/api-keys", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{keys}");
+    assert_eq!(keys, json!([]), "the revoked key is gone");
+}

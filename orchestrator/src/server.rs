@@ -18,6 +18,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa_actix_web::AppExt;
 
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -75,12 +76,17 @@ async fn serve(config: Config) -> std::io::Result<()> {
         integrations,
     });
 
+    // Built and serialised once; every worker serves the same bytes.
+    let openapi_json = web::Bytes::from(api::docs::openapi().to_json().map_err(std::io::Error::other)?);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(ErrorHandlers::new().default_handler(api::json_errors))
             .wrap(Logger::new("%a \"%r\" %s %Dms").log_target("scriptmesh::http"))
+            .into_utoipa_app()
             .configure(api::configure)
+            .into_app()
+            .configure(api::docs::pages(openapi_json.clone()))
             .default_service(web::to(api::not_found))
     })
     .workers(config.workers)

@@ -1,9 +1,9 @@
 //! Agents as people see them: `/register-agent`, `/agents`, `/agents/{name}`, `/get-scripts`.
 
+use crate::api::docs::Endpoint;
 use crate::auth::Caller;
 use crate::db;
 use crate::error::{Error, Result};
-use crate::api::docs::Endpoint;
 use crate::extract::JsonBody;
 use crate::state::AppState;
 use crate::tenant::{self, messages};

@@ -1,7 +1,7 @@
 //! `/auth/*`: accounts, email verification, login, token refresh and API keys.
 
-use crate::api::docs::Endpoint;
 use crate::api::agent_protocol::StatusOk;
+use crate::api::docs::Endpoint;
 use crate::auth::{api_keys, jwt, passwords, sha256_hex, Caller, Credential};
 use crate::db::models::{ApiKey, EmailCode, RefreshToken, Tenant, User};
 use crate::db::{self, accounts, audit, audit::AuditEvent};

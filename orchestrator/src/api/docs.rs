@@ -66,7 +66,9 @@ impl Endpoint {
     {
         assert_eq!(D::path(), self.path, "one Endpoint serves one path");
         for method in D::methods() {
-            self.resource = self.resource.route(web::method(actix_method(&method)).to(handler.clone()));
+            self.resource = self
+                .resource
+                .route(web::method(actix_method(&method)).to(handler.clone()));
         }
         self.paths.merge(doc.paths());
         doc.schemas(&mut self.schemas);
@@ -148,7 +150,10 @@ pub fn openapi() -> OpenApi {
             ("schedules", "Cron schedules."),
             ("integrations", "Notifications to Slack, PagerDuty, webhooks, ..."),
             ("deliveries", "Notification deliveries and their attempts."),
-            ("agent protocol", "Endpoints the agent process calls (heartbeat, long-poll, results)."),
+            (
+                "agent protocol",
+                "Endpoints the agent process calls (heartbeat, long-poll, results).",
+            ),
         ]
         .into_iter()
         .map(|(name, description)| {
@@ -194,7 +199,10 @@ fn add_common_errors(operation: &mut Operation) {
             .or_insert_with(|| RefOr::T(Response::new(description)));
     };
     if secured {
-        add("401", "Missing, invalid or expired credentials (`unauthorized`, `token_expired`, ...).");
+        add(
+            "401",
+            "Missing, invalid or expired credentials (`unauthorized`, `token_expired`, ...).",
+        );
     }
     if has_body {
         add("400", "The body is not JSON (`invalid_json`).");
@@ -204,7 +212,10 @@ fn add_common_errors(operation: &mut Operation) {
             "The JSON has the wrong shape (`invalid_request`) or a value is refused (`validation_failed`).",
         );
     }
-    add("503", "The database is unavailable (`database_unavailable`); try again shortly.");
+    add(
+        "503",
+        "The database is unavailable (`database_unavailable`); try again shortly.",
+    );
     for (status, response) in responses.iter_mut() {
         let RefOr::T(response) = response else { continue };
         if status.starts_with(['4', '5']) && response.content.is_empty() {
@@ -249,4 +260,124 @@ async fn to_docs_slash() -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header((header::LOCATION, "/docs/"))
         .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The API modules, read as source: the document is only complete if every route goes
+    /// through `Endpoint` (an actix route registered any other way would be served but not
+    /// documented).
+    const API_SOURCES: &[(&str, &str)] = &[
+        ("agent_protocol.rs", include_str!("agent_protocol.rs")),
+        ("agents.rs", include_str!("agents.rs")),
+        ("auth.rs", include_str!("auth.rs")),
+        ("deliveries.rs", include_str!("deliveries.rs")),
+        ("health.rs", include_str!("health.rs")),
+        ("integrations.rs", include_str!("integrations.rs")),
+        ("jobs.rs", include_str!("jobs.rs")),
+        ("mod.rs", include_str!("mod.rs")),
+        ("schedules.rs", include_str!("schedules.rs")),
+    ];
+
+    /// Ways to add a route to actix other than `Endpoint`.
+    const RAW_ROUTING: &[&str] = &[
+        "web::resource",
+        "web::scope",
+        "web::route",
+        "Resource::new",
+        "Scope::new",
+        ".route(",
+        "cfg.map(",
+        "default_service",
+        "#[get(",
+        "#[post(",
+        "#[put(",
+        "#[patch(",
+        "#[delete(",
+        "#[route(",
+        "scope(",
+    ];
+
+    #[test]
+    fn api_modules_register_routes_only_through_endpoint() {
+        let listed: Vec<&str> = API_SOURCES.iter().map(|(name, _)| *name).collect();
+        let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api")).expect("src/api");
+        for entry in on_disk {
+            let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+            assert!(
+                name == "docs.rs" || listed.contains(&name.as_str()),
+                "add src/api/{name} to API_SOURCES"
+            );
+        }
+        for (name, source) in API_SOURCES {
+            let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+            for pattern in RAW_ROUTING {
+                assert!(
+                    !code.contains(pattern),
+                    "src/api/{name} routes with {pattern}: use docs::Endpoint"
+                );
+            }
+            for (at, _) in code.match_indices("cfg.service(") {
+                let rest = code[at + "cfg.service(".len()..].trim_start();
+                assert!(
+                    rest.starts_with("Endpoint::new("),
+                    "src/api/{name}: cfg.service takes an Endpoint"
+                );
+            }
+        }
+    }
+
+    /// Outside `api::configure` the server registers only the pages listed in UNDOCUMENTED.
+    #[test]
+    fn the_server_adds_no_undocumented_routes() {
+        let server = include_str!("../server.rs");
+        let raw: Vec<&str> = server
+            .lines()
+            .map(str::trim)
+            .filter(|line| {
+                [".service(", ".route(", "web::resource", "web::scope", ".configure("]
+                    .iter()
+                    .any(|p| line.contains(p))
+            })
+            .collect();
+        assert_eq!(
+            raw,
+            [
+                ".configure(api::configure)",
+                ".configure(api::docs::pages(openapi_json.clone()))"
+            ],
+            "a route added in server.rs must be documented (through api::configure) or listed in UNDOCUMENTED"
+        );
+        let pages = include_str!("docs.rs");
+        let pages =
+            &pages[pages.find("pub fn pages").expect("pages")..pages.find("async fn openapi_json").expect("end")];
+        for path in ["\"/openapi.json\"", "\"/docs\""] {
+            assert!(pages.contains(path), "{path}");
+        }
+        assert_eq!(UNDOCUMENTED, ["/openapi.json", "/docs", "/docs/{asset}"]);
+    }
+
+    #[test]
+    fn the_document_covers_every_endpoint_with_errors_and_security() {
+        let doc = openapi();
+        let json = serde_json::to_value(&doc).expect("serialise");
+        assert_eq!(json["info"]["title"], "ScriptMesh API");
+        assert!(json["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+        let paths = json["paths"].as_object().expect("paths");
+        for path in UNDOCUMENTED {
+            assert!(!paths.contains_key(*path), "{path}");
+        }
+        let get_job = &paths["/jobs/{job_id}"]["get"];
+        assert_eq!(
+            get_job["responses"]["404"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+        assert!(get_job["responses"]["401"].is_object());
+        assert!(paths["/trigger-script"]["post"]["responses"]["422"].is_object());
+        assert!(json["components"]["schemas"]["ErrorDetail"].is_object());
+        assert!(json["components"]["schemas"]["JobView"].is_object());
+        assert!(json["components"]["securitySchemes"]["bearer"].is_object());
+    }
 }

@@ -31,7 +31,7 @@ pub struct Health {
 ///
 /// No authentication. `HEAD` answers the same status without a body.
 #[utoipa::path(
-    get, head, path = "/health", tag = "health",
+    method(get, head), path = "/health", tag = "health",
     responses(
         (status = 200, description = "Up, database reachable", body = Health),
         (status = 503, description = "The database cannot be reached", body = Health),

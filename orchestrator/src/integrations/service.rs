@@ -369,7 +369,11 @@ pub async fn deliveries_page(
     let attempts = db::integrations::attempts_of(db, tenant_id, &ids).await?;
     Ok(DeliveryPage {
         deliveries: rows.iter().map(|d| delivery_view(d, &attempts)).collect(),
-        next_cursor: if has_more { rows.last().map(|d| d.id.clone()) } else { None },
+        next_cursor: if has_more {
+            rows.last().map(|d| d.id.clone())
+        } else {
+            None
+        },
     })
 }
 

@@ -91,6 +91,19 @@ async fn the_document_is_openapi_3_and_describes_the_api() {
                 operation["tags"].as_array().is_some_and(|t| !t.is_empty()),
                 "{name}: no tag"
             );
+            // Every `{param}` of the path is a documented path parameter.
+            let documented_params: Vec<&str> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            let in_path: Vec<&str> = path
+                .split('/')
+                .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            assert_eq!(documented_params, in_path, "{name}: path parameters");
             let responses = operation["responses"].as_object().expect("responses");
             assert!(
                 responses.keys().any(|s| s.starts_with('2')),

@@ -319,7 +319,7 @@ fn code_hash(user_id: &str, code: &str) -> String {
     request_body = VerifyRequest,
     responses(
         (status = 200, description = "Verified; log in next", body = StatusOnly),
-        (status = 400, description = "Wrong, expired or used-up code (`invalid_code`)"),
+        (status = 400, description = "Wrong, expired or used-up code (`invalid_code`), or the body is not JSON (`invalid_json`)"),
         (status = 429, description = "Too many attempts (`rate_limited`); see Retry-After"),
     ),
 )]

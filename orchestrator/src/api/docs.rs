@@ -165,20 +165,43 @@ pub fn openapi() -> OpenApi {
     );
     for item in doc.paths.paths.values_mut() {
         let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("options", &mut item.options),
+            ("head", &mut item.head),
+            ("patch", &mut item.patch),
+            ("trace", &mut item.trace),
         ];
-        for operation in operations.into_iter().flatten() {
-            add_common_errors(operation);
+        let mut ids = std::collections::HashSet::new();
+        for (method, operation) in operations {
+            if let Some(operation) = operation {
+                add_common_errors(operation);
+                qualify_operation_id(operation, method, &mut ids);
+            }
         }
     }
     doc
+}
+
+/// Handlers are named `list`, `get`, ... in each module: prefix the tag to make operation
+/// ids unique (`jobs_list`, `schedules_list`), as OpenAPI requires; a handler serving
+/// several methods of a path (GET and HEAD /health) gets the method appended after the first.
+fn qualify_operation_id(operation: &mut Operation, method: &str, taken: &mut std::collections::HashSet<String>) {
+    let tag = operation
+        .tags
+        .as_ref()
+        .and_then(|tags| tags.first())
+        .map(|tag| tag.replace(' ', "_"));
+    if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut()) {
+        let qualified = format!("{tag}_{id}");
+        *id = if taken.insert(qualified.clone()) {
+            qualified
+        } else {
+            format!("{qualified}_{method}")
+        };
+    }
 }
 
 fn bearer(description: &str) -> SecurityScheme {
@@ -379,5 +402,12 @@ mod tests {
         assert!(json["components"]["schemas"]["ErrorDetail"].is_object());
         assert!(json["components"]["schemas"]["JobView"].is_object());
         assert!(json["components"]["securitySchemes"]["bearer"].is_object());
+        let mut ids = std::collections::BTreeSet::new();
+        for item in paths.values() {
+            for operation in item.as_object().expect("item").values() {
+                let id = operation["operationId"].as_str().expect("operationId");
+                assert!(ids.insert(id.to_owned()), "operationId {id} is not unique");
+            }
+        }
     }
 }

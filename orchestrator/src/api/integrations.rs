@@ -202,8 +202,7 @@ struct DeliveriesQuery {
 /// An integration's deliveries, newest first.
 #[utoipa::path(
     get, path = "/integrations/{id}/deliveries", tag = "integrations",
-    params(("id" = String, Path, description = "The integration's id")),
-    params(DeliveriesQuery),
+    params(("id" = String, Path, description = "The integration's id"), DeliveriesQuery),
     responses(
         (status = 200, description = "A page of deliveries", body = DeliveryPage),
         (status = 404, description = "No such integration in your tenant"),

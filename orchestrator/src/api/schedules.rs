@@ -188,8 +188,7 @@ pub struct ScheduleRuns {
 /// Each fire, newest first: when it was due, when it fired, the outcome, its jobs, why.
 #[utoipa::path(
     get, path = "/schedules/{id}/runs", tag = "schedules",
-    params(("id" = String, Path, description = "The schedule's id")),
-    params(RunsQuery),
+    params(("id" = String, Path, description = "The schedule's id"), RunsQuery),
     responses(
         (status = 200, description = "The runs", body = ScheduleRuns),
         (status = 404, description = "No such schedule in your tenant"),

@@ -50,15 +50,19 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable, snake_case (e.g. `not_found`, `validation_failed`).
+    #[schema(example = "not_found")]
+    pub code: &'static str,
+    /// For people; may change.
+    pub message: String,
 }
 
 impl Error {
@@ -149,8 +153,8 @@ impl ResponseError for Error {
         if let Error::Unauthorized { .. } = self {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        response.json(Body {
-            error: Detail {
+        response.json(ErrorBody {
+            error: ErrorDetail {
                 code: self.code(),
                 message,
             },

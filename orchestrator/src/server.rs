@@ -5,6 +5,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::key_cache::KeyCache;
 use crate::auth::rate_limit::RateLimiter;
 use crate::config::{Config, LogFormat};
+use crate::dashboard;
 use crate::db::{self, Db};
 use crate::email::Mailer;
 use crate::events::EventBus;
@@ -19,6 +20,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa_actix_web::AppExt;
 
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -78,6 +80,8 @@ async fn serve(config: Config) -> std::io::Result<()> {
         metrics: metrics.clone(),
     });
 
+    // Built and serialised once; every worker serves the same bytes.
+    let openapi_json = web::Bytes::from(api::docs::openapi().to_json().map_err(std::io::Error::other)?);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -86,7 +90,12 @@ async fn serve(config: Config) -> std::io::Result<()> {
             .wrap(Logger::new("%a \"%r\" %s %Dms").log_target("scriptmesh::http"))
             // Outermost: it times everything and sees the final status.
             .wrap(from_fn(track_requests))
+            .into_utoipa_app()
             .configure(api::configure)
+            .into_app()
+            .configure(api::docs::pages(openapi_json.clone()))
+            // The dashboard's pages (api::docs::UNDOCUMENTED): it calls the API above.
+            .configure(dashboard::routes)
             .default_service(web::to(api::not_found))
     })
     .workers(config.workers)

@@ -2,7 +2,8 @@
 
 use crate::db::models::{Agent, Job};
 use crate::db::{format_time, format_time_opt};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use shared_protocol::api::JobView;
 use shared_protocol::ManifestEntry;
 
@@ -52,20 +53,40 @@ pub fn agent_scripts(agent: &Agent) -> Vec<ManifestEntry> {
     serde_json::from_str(&agent.scripts).unwrap_or_default()
 }
 
-/// One value of `GET /agents` (keyed by name there).
-pub fn agent_view(agent: &Agent) -> Value {
-    json!({
-        "name": agent.name,
-        "status": agent.status,
-        "tags": agent_tags(agent),
-        "last_heartbeat": format_time_opt(agent.last_heartbeat),
-        "version": agent.version,
-        "scripts": agent_scripts(agent).into_iter().map(|s| s.name).collect::<Vec<_>>(),
-        "hostname": agent.hostname,
-        "os": agent.os,
-        "url": agent.url,
-        "heartbeat_interval": agent.heartbeat_interval,
-        "registered_at": format_time(agent.registered_at),
-        "manifest_reported": agent.manifest_reported,
-    })
+/// An agent as `GET /agents/{name}` shows it (and `GET /agents`, keyed by name).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentView {
+    pub name: String,
+    /// `online` or `offline`.
+    pub status: String,
+    pub tags: Vec<String>,
+    pub last_heartbeat: Option<String>,
+    pub version: Option<String>,
+    /// Names of the scripts in the agent's manifest.
+    pub scripts: Vec<String>,
+    pub hostname: Option<String>,
+    pub os: Option<String>,
+    pub url: Option<String>,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval: i64,
+    pub registered_at: String,
+    /// False until the agent itself reported its manifest (a manual registration).
+    pub manifest_reported: bool,
+}
+
+pub fn agent_view(agent: &Agent) -> AgentView {
+    AgentView {
+        name: agent.name.clone(),
+        status: agent.status.clone(),
+        tags: agent_tags(agent),
+        last_heartbeat: format_time_opt(agent.last_heartbeat),
+        version: agent.version.clone(),
+        scripts: agent_scripts(agent).into_iter().map(|s| s.name).collect(),
+        hostname: agent.hostname.clone(),
+        os: agent.os.clone(),
+        url: agent.url.clone(),
+        heartbeat_interval: agent.heartbeat_interval,
+        registered_at: format_time(agent.registered_at),
+        manifest_reported: agent.manifest_reported,
+    }
 }

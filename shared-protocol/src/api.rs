@@ -5,10 +5,12 @@ use serde_json::Value;
 
 /// `POST /trigger-script`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TriggerRequest {
     pub agent: String,
     pub run_script: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub params: Option<serde_json::Map<String, Value>>,
     /// The spec's flag; defaults to true (asynchronous).
     #[serde(default)]
@@ -20,6 +22,7 @@ pub struct TriggerRequest {
 
 /// `GET /jobs/{id}`: the spec's result shape plus where and what ran.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     pub job_id: String,
     pub status: String,
@@ -32,6 +35,7 @@ pub struct JobView {
     pub completed_at: Option<String>,
     pub agent: String,
     pub script: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub params: serde_json::Map<String, Value>,
     pub created_at: String,
     pub dispatched_at: Option<String>,
@@ -45,6 +49,7 @@ pub struct JobView {
 
 /// `GET /jobs`: newest first; pass `next_cursor` back as `cursor` for the next page.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobList {
     pub jobs: Vec<JobView>,
     pub next_cursor: Option<String>,
@@ -52,9 +57,11 @@ pub struct JobList {
 
 /// `POST /fan-out`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FanOutRequest {
     pub run_script: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub params: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     pub agents: Option<Vec<String>>,
@@ -67,12 +74,14 @@ pub struct FanOutRequest {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FanOutJob {
     pub agent: String,
     pub job_id: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FanOutResponse {
     pub fanout_id: String,
     pub jobs: Vec<FanOutJob>,
@@ -80,6 +89,7 @@ pub struct FanOutResponse {
 
 /// `GET /metrics/json`: the caller's tenant over the last `window_hours`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantMetrics {
     pub generated_at: String,
     pub window_hours: u32,
@@ -91,6 +101,7 @@ pub struct TenantMetrics {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentCounts {
     pub total: u64,
     pub online: u64,
@@ -98,6 +109,7 @@ pub struct AgentCounts {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobMetrics {
     pub total: u64,
     pub by_status: JobStatusCounts,
@@ -109,6 +121,7 @@ pub struct JobMetrics {
 
 /// Jobs per status: always all eight.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobStatusCounts {
     pub pending: u64,
     pub dispatched: u64,
@@ -122,12 +135,14 @@ pub struct JobStatusCounts {
 
 /// Nearest-rank percentiles of finished jobs' durations; `null` when there are none.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DurationPercentiles {
     pub p50: Option<u64>,
     pub p95: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentMetrics {
     pub name: String,
     pub status: String,

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 /// A job's lifecycle: `pending` -> `dispatched` -> `running` -> a terminal status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Pending,
@@ -72,6 +73,7 @@ impl std::fmt::Display for JobStatus {
 
 /// Sent by an agent at start-up (and by people registering one by hand, as in the spec).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterAgentRequest {
     pub agent_name: String,
     #[serde(default)]
@@ -99,12 +101,14 @@ pub struct RegisterAgentRequest {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterAgentResponse {
     pub status: String,
     pub agent: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatRequest {
     pub agent_name: String,
     /// The manifest re-read from disk this cycle.
@@ -119,6 +123,7 @@ pub struct HeartbeatRequest {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatResponse {
     pub status: String,
     /// Running jobs the agent must kill: they were cancelled.
@@ -128,6 +133,7 @@ pub struct HeartbeatResponse {
 
 /// One job handed to an agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobAssignment {
     pub job_id: String,
     pub script: String,
@@ -141,6 +147,7 @@ pub struct JobAssignment {
 /// The answer to a long-poll: jobs to start (at most the capacity asked for) and running
 /// jobs to kill. Both empty when the wait ran out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PollResponse {
     #[serde(default)]
     pub jobs: Vec<JobAssignment>,
@@ -149,6 +156,7 @@ pub struct PollResponse {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StartRequest {
     pub agent_name: String,
     /// Milliseconds since the Unix epoch, on the agent's clock.
@@ -157,6 +165,7 @@ pub struct StartRequest {
 
 /// How a run ended, as the agent saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RunOutcome {
     /// Exit code 0.
@@ -172,6 +181,7 @@ pub enum RunOutcome {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobResultReport {
     pub agent_name: String,
     pub outcome: RunOutcome,
@@ -194,6 +204,7 @@ pub struct JobResultReport {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResultAck {
     pub status: String,
     /// True when this result had already been stored (a retried report).

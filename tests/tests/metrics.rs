@@ -126,7 +126,7 @@ async fn the_exposition_counts_known_work_without_tenant_data() {
     assert_eq!(
         value(
             &s,
-            "scriptmesh_http_requests_total{method=\"GET\",route=\"/jobs/{id}\",status=\"200\"}"
+            "scriptmesh_http_requests_total{method=\"GET\",route=\"/jobs/{job_id}\",status=\"200\"}"
         ),
         1.0
     );

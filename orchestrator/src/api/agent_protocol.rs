@@ -1,24 +1,28 @@
 //! The agents' own endpoints: heartbeat, long-poll, start and result. They take the agent's
 //! API key, and an agent only ever sees and reports its own jobs.
 
+use crate::api::docs::Endpoint;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::JsonBody;
 use crate::state::AppState;
 use crate::tenant::{self, messages};
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use shared_protocol::protocol::{HeartbeatRequest, JobResultReport, PollResponse, StartRequest};
+use serde::{Deserialize, Serialize};
+use shared_protocol::protocol::{
+    HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, ResultAck, StartRequest,
+};
 use std::time::Duration;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Results carry up to two capped outputs, JSON-escaped.
 const RESULT_LIMIT: usize = 16 << 20;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/agent/heartbeat").route(web::post().to(heartbeat)));
-    cfg.service(web::resource("/agent/poll").route(web::get().to(poll)));
-    cfg.service(web::resource("/agent/jobs/{id}/start").route(web::post().to(start)));
-    cfg.service(web::resource("/agent/jobs/{id}/result").route(web::post().to(result)));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(Endpoint::new(__path_heartbeat, heartbeat));
+    cfg.service(Endpoint::new(__path_poll, poll));
+    cfg.service(Endpoint::new(__path_start, start));
+    cfg.service(Endpoint::new(__path_result, result));
 }
 
 fn agent_key(caller: &Caller) -> Result<String> {
@@ -28,6 +32,20 @@ fn agent_key(caller: &Caller) -> Result<String> {
         .ok_or_else(|| Error::forbidden("api_key_required", "agent endpoints take the agent's sm_live_ API key"))
 }
 
+/// Agent heartbeat.
+///
+/// Sent every `heartbeat_interval` seconds with the manifest re-read from disk; answers the
+/// running jobs the agent must kill. Three missed intervals mark the agent offline.
+#[utoipa::path(
+    post, path = "/agent/heartbeat", tag = "agent protocol",
+    request_body = HeartbeatRequest,
+    responses(
+        (status = 200, description = "Recorded", body = HeartbeatResponse),
+        (status = 403, description = "Not an API key (`api_key_required`), or the agent is registered with another key"),
+        (status = 404, description = "The agent is not registered"),
+    ),
+    security(("agent_key" = [])),
+)]
 async fn heartbeat(
     state: web::Data<AppState>,
     caller: Caller,
@@ -41,11 +59,16 @@ async fn heartbeat(
     Ok(HttpResponse::Ok().json(response))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PollQuery {
+    /// The polling agent's name.
     agent: String,
+    /// Most jobs to hand out (default 1, at most 256).
     #[serde(default = "one")]
+    #[param(default = 1, minimum = 0)]
     capacity: u32,
+    /// Seconds to hold the request when there is nothing to do (capped by MAX_POLL_WAIT_SECS).
     #[serde(default)]
     wait: Option<u64>,
 }
@@ -54,8 +77,21 @@ fn one() -> u32 {
     1
 }
 
+/// Long-poll for work.
+///
 /// Holds the request until a job or a cancel order arrives, or the wait runs out (then
 /// both lists are empty).
+#[utoipa::path(
+    get, path = "/agent/poll", tag = "agent protocol",
+    params(PollQuery),
+    responses(
+        (status = 200, description = "Jobs to start and jobs to kill (both empty when the wait ran out)", body = PollResponse),
+        (status = 403, description = "Not an API key (`api_key_required`), or the agent is registered with another key"),
+        (status = 404, description = "The agent is not registered"),
+        (status = 422, description = "A query parameter is missing or malformed"),
+    ),
+    security(("agent_key" = [])),
+)]
 async fn poll(state: web::Data<AppState>, caller: Caller, query: web::Query<PollQuery>) -> Result<HttpResponse> {
     let query = query.into_inner();
     let wait = Duration::from_secs(
@@ -78,6 +114,22 @@ async fn poll(state: web::Data<AppState>, caller: Caller, query: web::Query<Poll
     Ok(HttpResponse::Ok().json(response))
 }
 
+/// The agent starts a job.
+///
+/// Confirms the agent is about to run the job; a 409 means it must not (cancelled, or no
+/// longer held by this agent).
+#[utoipa::path(
+    post, path = "/agent/jobs/{id}/start", tag = "agent protocol",
+    params(("id" = String, Path, description = "The job's id")),
+    request_body = StartRequest,
+    responses(
+        (status = 200, description = "Go ahead", body = StatusOk),
+        (status = 403, description = "Not an API key (`api_key_required`)"),
+        (status = 404, description = "No such job for this agent"),
+        (status = 409, description = "Cancelled or not held by this agent: do not run it"),
+    ),
+    security(("agent_key" = [])),
+)]
 async fn start(
     state: web::Data<AppState>,
     caller: Caller,
@@ -91,9 +143,31 @@ async fn start(
         started_at_ms: request.started_at_ms,
     };
     tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ok"})))
+    Ok(HttpResponse::Ok().json(StatusOk { status: "ok" }))
 }
 
+/// `{"status": "ok"}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StatusOk {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// The agent reports a job's result.
+///
+/// Idempotent: a retried report (from the agent's spool) answers `duplicate: true`.
+#[utoipa::path(
+    post, path = "/agent/jobs/{id}/result", tag = "agent protocol",
+    params(("id" = String, Path, description = "The job's id")),
+    request_body = JobResultReport,
+    responses(
+        (status = 200, description = "Stored", body = ResultAck),
+        (status = 403, description = "Not an API key (`api_key_required`)"),
+        (status = 404, description = "No such job for this agent"),
+        (status = 409, description = "The job is held by another agent"),
+    ),
+    security(("agent_key" = [])),
+)]
 async fn result(
     state: web::Data<AppState>,
     caller: Caller,

@@ -1,29 +1,40 @@
 //! Agents as people see them: `/register-agent`, `/agents`, `/agents/{name}`, `/get-scripts`.
 
+use crate::api::docs::Endpoint;
 use crate::auth::Caller;
 use crate::db;
 use crate::error::{Error, Result};
 use crate::extract::JsonBody;
 use crate::state::AppState;
 use crate::tenant::{self, messages};
-use crate::views::{agent_scripts, agent_view};
+use crate::views::{agent_scripts, agent_view, AgentView};
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
-use shared_protocol::protocol::RegisterAgentRequest;
+use serde::{Deserialize, Serialize};
+use shared_protocol::protocol::{RegisterAgentRequest, RegisterAgentResponse};
+use shared_protocol::ManifestEntry;
+use std::collections::BTreeMap;
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/register-agent").route(web::post().to(register)));
-    cfg.service(web::resource("/agents").route(web::get().to(list)));
-    cfg.service(
-        web::resource("/agents/{name}")
-            .route(web::get().to(get))
-            .route(web::delete().to(delete)),
-    );
-    cfg.service(web::resource("/get-scripts").route(web::get().to(get_scripts)));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(Endpoint::new(__path_register, register));
+    cfg.service(Endpoint::new(__path_list, list));
+    cfg.service(Endpoint::new(__path_get, get).and(__path_delete, delete));
+    cfg.service(Endpoint::new(__path_get_scripts, get_scripts));
 }
 
-/// Registration by a person (spec's manual registration) or by the agent at start-up.
+/// Register an agent (or update its registration).
+///
+/// Called by the agent at start-up with its manifest, or by a person for a manual
+/// registration (`url`, `api_key`). Registering an existing name updates it.
+#[utoipa::path(
+    post, path = "/register-agent", tag = "agents",
+    request_body = RegisterAgentRequest,
+    responses(
+        (status = 200, description = "Registered", body = RegisterAgentResponse),
+        (status = 409, description = "The name is held by an agent using another API key"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn register(
     state: web::Data<AppState>,
     caller: Caller,
@@ -37,16 +48,33 @@ async fn register(
     Ok(HttpResponse::Ok().json(response))
 }
 
-/// `GET /agents`: an object keyed by agent name, as the spec's jq filters expect.
+/// List the tenant's agents.
+///
+/// An object keyed by agent name, as the spec's jq filters expect.
+#[utoipa::path(
+    get, path = "/agents", tag = "agents",
+    responses((status = 200, description = "Agents by name", body = BTreeMap<String, AgentView>)),
+    security(("bearer" = [])),
+)]
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
     let agents = db::agents::list(&state.db, &caller.tenant_id).await?;
-    let by_name: Map<String, Value> = agents
+    let by_name: BTreeMap<String, AgentView> = agents
         .iter()
         .map(|agent| (agent.name.clone(), agent_view(agent)))
         .collect();
     Ok(HttpResponse::Ok().json(by_name))
 }
 
+/// One agent.
+#[utoipa::path(
+    get, path = "/agents/{name}", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    responses(
+        (status = 200, description = "The agent", body = AgentView),
+        (status = 404, description = "No such agent in your tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> Result<HttpResponse> {
     let agent = db::agents::find(&state.db, &caller.tenant_id, &name)
         .await?
@@ -54,6 +82,18 @@ async fn get(state: web::Data<AppState>, caller: Caller, name: web::Path<String>
     Ok(HttpResponse::Ok().json(agent_view(&agent)))
 }
 
+/// Remove an agent.
+///
+/// Its pending jobs are cancelled; the agent may register again.
+#[utoipa::path(
+    delete, path = "/agents/{name}", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    responses(
+        (status = 200, description = "Deleted", body = AgentDeleted),
+        (status = 404, description = "No such agent in your tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn delete(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> Result<HttpResponse> {
     let name = name.into_inner();
     tenant::ask(
@@ -62,15 +102,46 @@ async fn delete(state: web::Data<AppState>, caller: Caller, name: web::Path<Stri
         messages::DeleteAgent { name: name.clone() },
     )
     .await??;
-    Ok(HttpResponse::Ok().json(json!({"status": "deleted", "agent": name})))
+    Ok(HttpResponse::Ok().json(AgentDeleted {
+        status: "deleted",
+        agent: name,
+    }))
 }
 
-#[derive(Deserialize)]
-struct ScriptsQuery {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentDeleted {
+    #[schema(example = "deleted")]
+    status: &'static str,
     agent: String,
 }
 
-/// The scripts of the agent's manifest, as it last reported them.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ScriptsQuery {
+    /// The agent's name.
+    agent: String,
+}
+
+/// `GET /get-scripts`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentScripts {
+    agent: String,
+    /// False for a manual registration the agent has not confirmed yet (no manifest known).
+    manifest_reported: bool,
+    scripts: Vec<ManifestEntry>,
+}
+
+/// The scripts an agent may run (its manifest, as last reported).
+#[utoipa::path(
+    get, path = "/get-scripts", tag = "agents",
+    params(ScriptsQuery),
+    responses(
+        (status = 200, description = "The agent's scripts", body = AgentScripts),
+        (status = 404, description = "No such agent in your tenant"),
+        (status = 422, description = "`agent` is missing"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_scripts(
     state: web::Data<AppState>,
     caller: Caller,
@@ -79,9 +150,9 @@ async fn get_scripts(
     let agent = db::agents::find(&state.db, &caller.tenant_id, &query.agent)
         .await?
         .ok_or_else(|| Error::not_found(format!("agent {}", query.agent)))?;
-    Ok(HttpResponse::Ok().json(json!({
-        "agent": agent.name,
-        "manifest_reported": agent.manifest_reported,
-        "scripts": agent_scripts(&agent),
-    })))
+    Ok(HttpResponse::Ok().json(AgentScripts {
+        scripts: agent_scripts(&agent),
+        agent: agent.name,
+        manifest_reported: agent.manifest_reported,
+    }))
 }

@@ -1,5 +1,7 @@
 //! `/auth/*`: accounts, email verification, login, token refresh and API keys.
 
+use crate::api::agent_protocol::StatusOk;
+use crate::api::docs::Endpoint;
 use crate::auth::{api_keys, jwt, passwords, sha256_hex, Caller, Credential};
 use crate::db::models::{ApiKey, EmailCode, RefreshToken, Tenant, User};
 use crate::db::{self, accounts, audit, audit::AuditEvent};
@@ -9,71 +11,166 @@ use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 const CODE_TTL_MS: i64 = 15 * 60 * 1000;
 const MAX_CODE_ATTEMPTS: i32 = 5;
 const MAX_EMAIL_LEN: usize = 254;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/auth/register").route(web::post().to(register)));
-    cfg.service(web::resource("/auth/verify-email").route(web::post().to(verify_email)));
-    cfg.service(web::resource("/auth/resend-code").route(web::post().to(resend_code)));
-    cfg.service(web::resource("/auth/login").route(web::post().to(login)));
-    cfg.service(web::resource("/auth/refresh").route(web::post().to(refresh)));
-    cfg.service(web::resource("/auth/logout").route(web::post().to(logout)));
-    cfg.service(web::resource("/auth/me").route(web::get().to(me)));
-    cfg.service(
-        web::resource("/auth/api-keys")
-            .route(web::post().to(create_api_key))
-            .route(web::get().to(list_api_keys)),
-    );
-    cfg.service(web::resource("/auth/api-keys/{id}").route(web::delete().to(revoke_api_key)));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(Endpoint::new(__path_register, register));
+    cfg.service(Endpoint::new(__path_verify_email, verify_email));
+    cfg.service(Endpoint::new(__path_resend_code, resend_code));
+    cfg.service(Endpoint::new(__path_login, login));
+    cfg.service(Endpoint::new(__path_refresh, refresh));
+    cfg.service(Endpoint::new(__path_logout, logout));
+    cfg.service(Endpoint::new(__path_me, me));
+    cfg.service(Endpoint::new(__path_create_api_key, create_api_key).and(__path_list_api_keys, list_api_keys));
+    cfg.service(Endpoint::new(__path_revoke_api_key, revoke_api_key));
 }
 
-#[derive(Deserialize)]
-struct RegisterRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RegisterRequest {
+    #[schema(example = "you@company.com")]
     email: String,
+    /// At least 8 characters.
     password: String,
+    /// Name of the new workspace (tenant); defaults to "<name>'s workspace".
     #[serde(default)]
     tenant_name: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct VerifyRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct VerifyRequest {
     email: String,
+    /// The 6-digit code from the email.
+    #[schema(example = "123456")]
     code: String,
 }
 
-#[derive(Deserialize)]
-struct EmailOnly {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct EmailOnly {
     email: String,
 }
 
-#[derive(Deserialize)]
-struct LoginRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct LoginRequest {
     email: String,
     password: String,
 }
 
-#[derive(Deserialize)]
-struct RefreshRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct RefreshRequest {
     refresh_token: String,
 }
 
-#[derive(Deserialize)]
-struct CreateKeyRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateKeyRequest {
     name: String,
+    /// Days until the key expires, 1 to 3650; none: it does not expire.
     #[serde(default)]
     expires_days: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct TokenPair {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenPair {
     access_token: String,
+    /// Single use: each refresh answers a new pair.
     refresh_token: String,
+    #[schema(example = "bearer")]
     token_type: &'static str,
+    /// Seconds the access token is valid.
     expires_in: u64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Registered {
+    /// Always `verification_required`.
+    #[schema(example = "verification_required")]
+    status: &'static str,
+    user_id: String,
+    tenant_id: String,
+    email: String,
+    message: &'static str,
+}
+
+/// `{"status": ...}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StatusOnly {
+    #[schema(example = "verified")]
+    status: &'static str,
+}
+
+/// `{"status": ..., "message": ...}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StatusMessage {
+    status: &'static str,
+    message: &'static str,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Me {
+    /// The logged-in user; null for an API key that no user created.
+    user: Option<MeUser>,
+    tenant: MeTenant,
+    auth: MeAuth,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MeUser {
+    id: String,
+    email: String,
+    role: String,
+    email_verified: bool,
+    created_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MeTenant {
+    id: String,
+    name: String,
+    created_at: String,
+}
+
+/// How the request authenticated.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MeAuth {
+    /// `jwt` or `api_key`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// The API key's id, for `api_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+}
+
+/// An API key as listed (never the key itself).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiKeyView {
+    id: String,
+    name: String,
+    /// The key's first characters, to recognise it.
+    key_prefix: String,
+    created_at: String,
+    expires_at: Option<String>,
+    last_used_at: Option<String>,
+}
+
+/// A new API key: the only time the key itself is shown.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiKeyCreated {
+    #[serde(flatten)]
+    view: ApiKeyView,
+    /// The `sm_live_...` key.
+    key: String,
+    warning: &'static str,
+}
+
+/// `{"status": "revoked", "id": ...}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    #[schema(example = "revoked")]
+    status: &'static str,
+    id: String,
 }
 
 fn client_addr(req: &HttpRequest) -> String {
@@ -114,6 +211,19 @@ fn rate_limit(state: &AppState, req: &HttpRequest, endpoint: &str, email: &str) 
         .check(format!("{endpoint}:email:{}", email.trim().to_lowercase()), limit)
 }
 
+/// Create an account.
+///
+/// Creates a tenant with this user as its owner and emails a 6-digit verification code.
+#[utoipa::path(
+    post, path = "/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Created; verify the email next", body = Registered),
+        (status = 409, description = "An account with this email exists (`email_taken`)"),
+        (status = 422, description = "A bad email, a weak password or a bad tenant name"),
+        (status = 429, description = "Too many attempts from this address (`rate_limited`); see Retry-After"),
+    ),
+)]
 async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -164,13 +274,13 @@ async fn register(
     )
     .await?;
     send_new_code(&state, &user).await?;
-    Ok(HttpResponse::Created().json(json!({
-        "status": "verification_required",
-        "user_id": user.id,
-        "tenant_id": tenant.id,
-        "email": email,
-        "message": "We sent a 6-digit code to your email; confirm it at POST /auth/verify-email.",
-    })))
+    Ok(HttpResponse::Created().json(Registered {
+        status: "verification_required",
+        user_id: user.id,
+        tenant_id: tenant.id,
+        email,
+        message: "We sent a 6-digit code to your email; confirm it at POST /auth/verify-email.",
+    }))
 }
 
 /// Stores a fresh code and sends it in the background (a slow mail server must not hold
@@ -203,6 +313,16 @@ fn code_hash(user_id: &str, code: &str) -> String {
     sha256_hex(&format!("{user_id}:{code}"))
 }
 
+/// Confirm an email address with the emailed code.
+#[utoipa::path(
+    post, path = "/auth/verify-email", tag = "auth",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "Verified; log in next", body = StatusOnly),
+        (status = 400, description = "Wrong, expired or used-up code (`invalid_code`), or the body is not JSON (`invalid_json`)"),
+        (status = 429, description = "Too many attempts (`rate_limited`); see Retry-After"),
+    ),
+)]
 async fn verify_email(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -242,9 +362,20 @@ async fn verify_email(
         },
     )
     .await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "verified"})))
+    Ok(HttpResponse::Ok().json(StatusOnly { status: "verified" }))
 }
 
+/// Send a new verification code.
+///
+/// The same answer whether or not the address has an account.
+#[utoipa::path(
+    post, path = "/auth/resend-code", tag = "auth",
+    request_body = EmailOnly,
+    responses(
+        (status = 202, description = "Sent if the address has an unverified account", body = StatusMessage),
+        (status = 429, description = "Too many attempts (`rate_limited`); see Retry-After"),
+    ),
+)]
 async fn resend_code(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -259,12 +390,25 @@ async fn resend_code(
         }
     }
     // The same answer whether or not the address is registered.
-    Ok(HttpResponse::Accepted().json(json!({
-        "status": "sent",
-        "message": "If this address has an unverified account, a new code is on its way.",
-    })))
+    Ok(HttpResponse::Accepted().json(StatusMessage {
+        status: "sent",
+        message: "If this address has an unverified account, a new code is on its way.",
+    }))
 }
 
+/// Log in.
+///
+/// Answers a short-lived access token and a single-use refresh token.
+#[utoipa::path(
+    post, path = "/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = TokenPair),
+        (status = 401, description = "Wrong email or password (`invalid_credentials`)"),
+        (status = 403, description = "The email is not verified yet (`email_not_verified`)"),
+        (status = 429, description = "Too many attempts (`rate_limited`); see Retry-After"),
+    ),
+)]
 async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -367,6 +511,17 @@ async fn issue_tokens(state: &AppState, user: &User, family_id: String) -> Resul
     })
 }
 
+/// Exchange a refresh token for a new token pair.
+///
+/// Refresh tokens are single use; presenting a used one revokes the whole session.
+#[utoipa::path(
+    post, path = "/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new pair", body = TokenPair),
+        (status = 401, description = "Invalid, expired, revoked or reused (`refresh_token_reused`) refresh token"),
+    ),
+)]
 async fn refresh(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -408,6 +563,15 @@ async fn refresh(
     Ok(HttpResponse::Ok().json(pair))
 }
 
+/// Log out: revokes the refresh token's session.
+#[utoipa::path(
+    post, path = "/auth/logout", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "Logged out", body = StatusOk),
+        (status = 401, description = "Not a refresh token"),
+    ),
+)]
 async fn logout(state: web::Data<AppState>, JsonBody(body): JsonBody<RefreshRequest>) -> Result<HttpResponse> {
     let token = body.refresh_token.trim();
     match state.jwt.verify_refresh(token) {
@@ -420,9 +584,15 @@ async fn logout(state: web::Data<AppState>, JsonBody(body): JsonBody<RefreshRequ
     if let Some(stored) = accounts::find_refresh_token(&state.db, &sha256_hex(token)).await? {
         accounts::revoke_refresh_family(&state.db, &stored.family_id, db::now_ms()).await?;
     }
-    Ok(HttpResponse::Ok().json(json!({"status": "ok"})))
+    Ok(HttpResponse::Ok().json(StatusOk { status: "ok" }))
 }
 
+/// Who am I.
+#[utoipa::path(
+    get, path = "/auth/me", tag = "auth",
+    responses((status = 200, description = "The caller, its tenant and how it authenticated", body = Me)),
+    security(("bearer" = [])),
+)]
 async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
     let tenant = accounts::find_tenant(&state.db, &caller.tenant_id)
         .await?
@@ -431,20 +601,30 @@ async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> 
         Some(user_id) => accounts::find_user(&state.db, &caller.tenant_id, user_id).await?,
         None => None,
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "user": user.map(|u| json!({
-            "id": u.id,
-            "email": u.email,
-            "role": u.role,
-            "email_verified": u.email_verified,
-            "created_at": db::format_time(u.created_at),
-        })),
-        "tenant": {"id": tenant.id, "name": tenant.name, "created_at": db::format_time(tenant.created_at)},
-        "auth": match caller.credential {
-            Credential::Jwt => json!({"type": "jwt"}),
-            Credential::ApiKey { key_id } => json!({"type": "api_key", "key_id": key_id}),
+    Ok(HttpResponse::Ok().json(Me {
+        user: user.map(|u| MeUser {
+            id: u.id,
+            email: u.email,
+            role: u.role,
+            email_verified: u.email_verified,
+            created_at: db::format_time(u.created_at),
+        }),
+        tenant: MeTenant {
+            id: tenant.id,
+            name: tenant.name,
+            created_at: db::format_time(tenant.created_at),
         },
-    })))
+        auth: match caller.credential {
+            Credential::Jwt => MeAuth {
+                kind: "jwt",
+                key_id: None,
+            },
+            Credential::ApiKey { key_id } => MeAuth {
+                kind: "api_key",
+                key_id: Some(key_id),
+            },
+        },
+    }))
 }
 
 /// Keys are managed by people (JWT): a leaked key must not be able to mint itself successors.
@@ -458,17 +638,30 @@ fn require_person(caller: &Caller) -> Result<()> {
     Ok(())
 }
 
-fn key_view(key: &ApiKey) -> serde_json::Value {
-    json!({
-        "id": key.id,
-        "name": key.name,
-        "key_prefix": key.key_prefix,
-        "created_at": db::format_time(key.created_at),
-        "expires_at": db::format_time_opt(key.expires_at),
-        "last_used_at": db::format_time_opt(key.last_used_at),
-    })
+fn key_view(key: &ApiKey) -> ApiKeyView {
+    ApiKeyView {
+        id: key.id.clone(),
+        name: key.name.clone(),
+        key_prefix: key.key_prefix.clone(),
+        created_at: db::format_time(key.created_at),
+        expires_at: db::format_time_opt(key.expires_at),
+        last_used_at: db::format_time_opt(key.last_used_at),
+    }
 }
 
+/// Create an API key.
+///
+/// Needs a login token: API keys cannot create keys. The key is shown only in this answer.
+#[utoipa::path(
+    post, path = "/auth/api-keys", tag = "auth",
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, description = "Created", body = ApiKeyCreated),
+        (status = 403, description = "Called with an API key (`forbidden`)"),
+        (status = 422, description = "A bad name or expiry"),
+    ),
+    security(("access_token" = [])),
+)]
 async fn create_api_key(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -510,17 +703,37 @@ async fn create_api_key(
         },
     )
     .await?;
-    let mut view = key_view(&key);
-    view["key"] = json!(raw);
-    view["warning"] = json!("Store this key securely. It will not be shown again.");
-    Ok(HttpResponse::Created().json(view))
+    Ok(HttpResponse::Created().json(ApiKeyCreated {
+        view: key_view(&key),
+        key: raw,
+        warning: "Store this key securely. It will not be shown again.",
+    }))
 }
 
+/// List the tenant's API keys.
+#[utoipa::path(
+    get, path = "/auth/api-keys", tag = "auth",
+    responses((status = 200, description = "The keys (never the keys themselves)", body = Vec<ApiKeyView>)),
+    security(("bearer" = [])),
+)]
 async fn list_api_keys(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
     let keys = accounts::list_api_keys(&state.db, &caller.tenant_id).await?;
     Ok(HttpResponse::Ok().json(keys.iter().map(key_view).collect::<Vec<_>>()))
 }
 
+/// Revoke an API key.
+///
+/// Needs a login token: API keys cannot revoke keys.
+#[utoipa::path(
+    delete, path = "/auth/api-keys/{id}", tag = "auth",
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "Revoked", body = Revoked),
+        (status = 403, description = "Called with an API key (`forbidden`)"),
+        (status = 404, description = "No such key in your tenant"),
+    ),
+    security(("access_token" = [])),
+)]
 async fn revoke_api_key(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -544,7 +757,10 @@ async fn revoke_api_key(
         },
     )
     .await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "revoked", "id": key_id})))
+    Ok(HttpResponse::Ok().json(Revoked {
+        status: "revoked",
+        id: key_id,
+    }))
 }
 
 #[cfg(test)]

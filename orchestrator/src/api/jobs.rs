@@ -1,5 +1,6 @@
 //! Jobs: `/trigger-script`, `/jobs`, `/jobs/{id}`, `/jobs/{id}/cancel`, `/fan-out`.
 
+use crate::api::docs::Endpoint;
 use crate::auth::Caller;
 use crate::db::{self, jobs::JobFilter};
 use crate::error::{Error, Result};
@@ -8,25 +9,56 @@ use crate::state::AppState;
 use crate::tenant::{self, messages, validate};
 use crate::views::job_view;
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
-use shared_protocol::api::{FanOutRequest, JobList, TriggerRequest};
+use serde::{Deserialize, Serialize};
+use shared_protocol::api::{FanOutJob, FanOutRequest, JobList, JobView, TriggerRequest};
 use shared_protocol::JobStatus;
 use std::collections::HashMap;
 use std::time::Duration;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Longest a synchronous trigger (`async_exec: false`) holds the request.
 const MAX_SYNC_WAIT: Duration = Duration::from_secs(300);
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/trigger-script").route(web::post().to(trigger)));
-    cfg.service(web::resource("/jobs").route(web::get().to(list)));
-    cfg.service(web::resource("/jobs/{id}").route(web::get().to(get)));
-    cfg.service(web::resource("/jobs/{id}/cancel").route(web::post().to(cancel)));
-    cfg.service(web::resource("/fan-out").route(web::post().to(fan_out)));
-    cfg.service(web::resource("/fan-out/{id}").route(web::get().to(get_fan_out)));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(Endpoint::new(__path_trigger, trigger));
+    cfg.service(Endpoint::new(__path_list, list));
+    cfg.service(Endpoint::new(__path_get, get));
+    cfg.service(Endpoint::new(__path_cancel, cancel));
+    cfg.service(Endpoint::new(__path_fan_out, fan_out));
+    cfg.service(Endpoint::new(__path_get_fan_out, get_fan_out));
 }
 
+/// `POST /trigger-script` with `async_exec` true (the default): the job is queued.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Queued {
+    job_id: String,
+    /// Always `pending`.
+    #[schema(example = "pending")]
+    status: &'static str,
+    agent: String,
+    /// `offline` when the agent is offline (the job waits for it); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+/// Run a script on an agent.
+///
+/// Asynchronous by default: answers 202 with the job id. With `"async_exec": false` the
+/// request is held until the job finishes (200 with the result) or a wait limit passes
+/// (202 with the job as it stands).
+#[utoipa::path(
+    post, path = "/trigger-script", tag = "jobs",
+    request_body = TriggerRequest,
+    responses(
+        (status = 200, description = "`async_exec: false`: the finished job", body = JobView),
+        (status = 202, description = "Queued (`async_exec` true), or still running after the synchronous wait (a JobView)", body = Queued),
+        (status = 404, description = "The agent is not registered"),
+        (status = 422, description = "Bad script name, parameters or timeout, or the script is not in the agent's manifest"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn trigger(
     state: web::Data<AppState>,
     caller: Caller,
@@ -44,15 +76,19 @@ async fn trigger(
     if request.async_exec.unwrap_or(true) {
         // The spec's answer: the job is queued ("pending"), even when a parked poll took it
         // the same instant (GET /jobs/{id} then shows "dispatched").
-        let mut body = json!({"job_id": job.id, "status": JobStatus::Pending.as_str(), "agent": job.agent_name});
-        if !triggered.agent_online {
-            body["agent_status"] = json!("offline");
-            body["message"] = json!(format!(
-                "agent {} is offline; the job is queued and runs when it reconnects",
-                job.agent_name
-            ));
-        }
-        return Ok(HttpResponse::Accepted().json(body));
+        let offline = !triggered.agent_online;
+        return Ok(HttpResponse::Accepted().json(Queued {
+            message: offline.then(|| {
+                format!(
+                    "agent {} is offline; the job is queued and runs when it reconnects",
+                    job.agent_name
+                )
+            }),
+            agent_status: offline.then_some("offline"),
+            job_id: job.id,
+            status: JobStatus::Pending.as_str(),
+            agent: job.agent_name,
+        }));
     }
     let wait = job
         .timeout_secs
@@ -98,14 +134,22 @@ async fn load(state: &AppState, tenant_id: &str, job_id: &str) -> Result<db::mod
         .ok_or_else(|| Error::not_found(format!("job {job_id}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this agent's jobs.
     agent: Option<String>,
+    /// Only jobs in this status: pending, dispatched, running, success, failed, timeout, cancelled, lost.
     status: Option<String>,
+    /// Only runs of this script.
     script: Option<String>,
+    /// Created at or after this RFC 3339 time.
     since: Option<String>,
+    /// Created before this RFC 3339 time.
     until: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
     limit: Option<i64>,
 }
 
@@ -129,6 +173,16 @@ async fn agent_status(state: &AppState, tenant_id: &str) -> Result<HashMap<Strin
         .collect())
 }
 
+/// List jobs, newest first.
+#[utoipa::path(
+    get, path = "/jobs", tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 422, description = "A bad filter, time or limit"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list(state: web::Data<AppState>, caller: Caller, query: web::Query<ListQuery>) -> Result<HttpResponse> {
     let query = query.into_inner();
     if let Some(status) = &query.status {
@@ -169,6 +223,16 @@ async fn list(state: web::Data<AppState>, caller: Caller, query: web::Query<List
     }))
 }
 
+/// One job and its result.
+#[utoipa::path(
+    get, path = "/jobs/{job_id}", tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 404, description = "No such job in your tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get(state: web::Data<AppState>, caller: Caller, job_id: web::Path<String>) -> Result<HttpResponse> {
     let job = load(&state, &caller.tenant_id, &job_id).await?;
     let online = if job.status == "pending" {
@@ -181,6 +245,19 @@ async fn get(state: web::Data<AppState>, caller: Caller, job_id: web::Path<Strin
     Ok(HttpResponse::Ok().json(job_view(&job, online)))
 }
 
+/// Cancel a job.
+///
+/// A pending job is cancelled at once; a running one is killed by its agent. Cancelling a
+/// finished job leaves it as it is.
+#[utoipa::path(
+    post, path = "/jobs/{job_id}/cancel", tag = "jobs",
+    params(("job_id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job after the cancel", body = JobView),
+        (status = 404, description = "No such job in your tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn cancel(state: web::Data<AppState>, caller: Caller, job_id: web::Path<String>) -> Result<HttpResponse> {
     let view = tenant::ask(
         &state.tenants,
@@ -193,6 +270,34 @@ async fn cancel(state: web::Data<AppState>, caller: Caller, job_id: web::Path<St
     Ok(HttpResponse::Ok().json(view))
 }
 
+/// `POST /fan-out`: one job per targeted agent.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FanOutCreated {
+    fanout_id: String,
+    jobs: Vec<FanOutJob>,
+    /// Targeted agents that got no job, and why (offline, script not in manifest, ...).
+    skipped: Vec<Skipped>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Skipped {
+    agent: String,
+    reason: String,
+}
+
+/// Run a script on many agents.
+///
+/// Targets the agents listed and/or those carrying every tag listed; with `only_online`
+/// (default true) offline agents are skipped.
+#[utoipa::path(
+    post, path = "/fan-out", tag = "jobs",
+    request_body = FanOutRequest,
+    responses(
+        (status = 202, description = "Jobs queued", body = FanOutCreated),
+        (status = 422, description = "Bad targets, script name, parameters or timeout"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn fan_out(
     state: web::Data<AppState>,
     caller: Caller,
@@ -216,46 +321,95 @@ async fn fan_out(
         timeout_secs: validate::timeout(request.timeout)?,
     };
     let fanned = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
-    Ok(HttpResponse::Accepted().json(json!({
-        "fanout_id": fanned.fanout_id,
-        "jobs": fanned.jobs,
-        "skipped": fanned.skipped.into_iter().map(|(agent, reason)| json!({"agent": agent, "reason": reason})).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Accepted().json(FanOutCreated {
+        fanout_id: fanned.fanout_id,
+        jobs: fanned.jobs,
+        skipped: fanned
+            .skipped
+            .into_iter()
+            .map(|(agent, reason)| Skipped { agent, reason })
+            .collect(),
+    }))
 }
 
+/// `GET /fan-out/{id}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FanOutStatus {
+    fanout_id: String,
+    script: String,
+    #[schema(value_type = Object)]
+    params: serde_json::Value,
+    created_at: String,
+    /// True when every job is finished.
+    done: bool,
+    summary: FanOutSummary,
+    jobs: Vec<FanOutJobStatus>,
+}
+
+/// Jobs by state: `failed` counts failed, timeout and lost; `pending` counts dispatched.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FanOutSummary {
+    total: usize,
+    succeeded: usize,
+    failed: usize,
+    cancelled: usize,
+    pending: usize,
+    running: usize,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FanOutJobStatus {
+    agent: String,
+    job_id: String,
+    status: String,
+    exit_code: Option<i32>,
+    duration_ms: Option<i64>,
+}
+
+/// A fan-out's progress.
+#[utoipa::path(
+    get, path = "/fan-out/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The fan-out's id")),
+    responses(
+        (status = 200, description = "The fan-out and its jobs", body = FanOutStatus),
+        (status = 404, description = "No such fan-out in your tenant"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_fan_out(state: web::Data<AppState>, caller: Caller, fanout_id: web::Path<String>) -> Result<HttpResponse> {
     let fanout = db::jobs::find_fanout(&state.db, &caller.tenant_id, &fanout_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("fan-out {fanout_id}")))?;
     let jobs = db::jobs::of_fanout(&state.db, &caller.tenant_id, &fanout.id).await?;
     let count = |statuses: &[&str]| jobs.iter().filter(|j| statuses.contains(&j.status.as_str())).count();
-    let summary = json!({
-        "total": jobs.len(),
-        "succeeded": count(&["success"]),
-        "failed": count(&["failed", "timeout", "lost"]),
-        "cancelled": count(&["cancelled"]),
-        "pending": count(&["pending", "dispatched"]),
-        "running": count(&["running"]),
-    });
-    let per_agent: Vec<_> = jobs
+    let summary = FanOutSummary {
+        total: jobs.len(),
+        succeeded: count(&["success"]),
+        failed: count(&["failed", "timeout", "lost"]),
+        cancelled: count(&["cancelled"]),
+        pending: count(&["pending", "dispatched"]),
+        running: count(&["running"]),
+    };
+    let done = jobs
         .iter()
-        .map(|job| {
-            json!({
-                "agent": job.agent_name,
-                "job_id": job.id,
-                "status": job.status,
-                "exit_code": job.exit_code,
-                "duration_ms": job.duration_ms,
-            })
+        .all(|j| JobStatus::parse(&j.status).is_some_and(JobStatus::is_terminal));
+    let per_agent = jobs
+        .into_iter()
+        .map(|job| FanOutJobStatus {
+            agent: job.agent_name,
+            job_id: job.id,
+            status: job.status,
+            exit_code: job.exit_code,
+            duration_ms: job.duration_ms,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "fanout_id": fanout.id,
-        "script": fanout.script,
-        "params": serde_json::from_str::<serde_json::Value>(&fanout.params).unwrap_or_default(),
-        "created_at": db::format_time(fanout.created_at),
-        "done": jobs.iter().all(|j| JobStatus::parse(&j.status).is_some_and(JobStatus::is_terminal)),
-        "summary": summary,
-        "jobs": per_agent,
-    })))
+    Ok(HttpResponse::Ok().json(FanOutStatus {
+        params: serde_json::from_str::<serde_json::Value>(&fanout.params).unwrap_or_default(),
+        created_at: db::format_time(fanout.created_at),
+        fanout_id: fanout.id,
+        script: fanout.script,
+        done,
+        summary,
+        jobs: per_agent,
+    }))
 }

@@ -5,6 +5,7 @@ pub mod agent_protocol;
 pub mod agents;
 pub mod auth;
 pub mod deliveries;
+pub mod docs;
 pub mod health;
 pub mod integrations;
 pub mod jobs;
@@ -17,8 +18,11 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::http::StatusCode;
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{web, HttpResponse, ResponseError};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Every API route, each registered through `docs::Endpoint` so that it is in the OpenAPI
+/// document too (see `docs::openapi`).
+pub fn configure(cfg: &mut ServiceConfig) {
     cfg.app_data(
         web::QueryConfig::default()
             .error_handler(|err, _| Error::InvalidRequest(format!("query string: {err}")).into()),
@@ -32,8 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(integrations::routes)
     .configure(deliveries::routes)
     .configure(schedules::routes)
-    .configure(metrics::routes)
-    .configure(crate::dashboard::routes);
+    .configure(metrics::routes);
 }
 
 /// For routes that do not exist.

@@ -9,19 +9,22 @@ use crate::db::{self, format_time, format_time_opt, Db};
 use crate::error::{Error, Result};
 use crate::events::EventType;
 use crate::extract::required_text;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 const MAX_NAME_CHARS: usize = 100;
 
 /// `POST /integrations`. `events` may be given inside `config` (as the documentation
 /// shows) or beside it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewIntegration {
+    /// slack, discord, teams, pagerduty, datadog, splunk, prometheus or webhook.
     #[serde(rename = "type")]
     pub kind: String,
     pub name: String,
+    /// The type's settings (e.g. `webhook_url`, `routing_key`), and optionally `events`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub config: Map<String, Value>,
     #[serde(default)]
     pub events: Option<Vec<String>>,
@@ -32,7 +35,7 @@ pub struct NewIntegration {
 /// `PATCH /integrations/{id}`: what is given changes. `config` fields are merged into the
 /// current settings (`null` removes an optional one; a masked secret sent back as GET
 /// shows it, e.g. `"pd_l…"`, keeps the current one).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationPatch {
     #[serde(default)]
@@ -40,6 +43,7 @@ pub struct IntegrationPatch {
     #[serde(default)]
     pub enabled: Option<bool>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub config: Option<Map<String, Value>>,
     #[serde(default)]
     pub events: Option<Vec<String>>,
@@ -219,58 +223,117 @@ fn name_taken(error: Error, name: &str) -> Error {
 }
 
 /// An integration as the API shows it: secrets masked, `events` beside and inside `config`.
-pub fn view(integration: &Integration) -> Value {
+/// An integration as the API shows it (secrets masked).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct IntegrationView {
+    pub id: String,
+    /// slack, discord, teams, pagerduty, datadog, splunk, prometheus or webhook.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub enabled: bool,
+    pub events: Vec<String>,
+    /// The type's settings, secrets masked (e.g. `"pd_l…"`), and `events`.
+    #[schema(value_type = Object)]
+    pub config: Map<String, Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub fn view(integration: &Integration) -> IntegrationView {
     let events: Vec<String> = serde_json::from_str(&integration.events).unwrap_or_default();
     let mut shown = match IntegrationConfig::from_stored(&integration.kind, &integration.config) {
         Ok(parsed) => parsed.masked(),
         Err(_) => Map::new(),
     };
     shown.insert("events".into(), json!(events));
-    json!({
-        "id": integration.id,
-        "type": integration.kind,
-        "name": integration.name,
-        "enabled": integration.enabled,
-        "events": events,
-        "config": shown,
-        "created_at": format_time(integration.created_at),
-        "updated_at": format_time(integration.updated_at),
-    })
+    IntegrationView {
+        id: integration.id.clone(),
+        kind: integration.kind.clone(),
+        name: integration.name.clone(),
+        enabled: integration.enabled,
+        events,
+        config: shown,
+        created_at: format_time(integration.created_at),
+        updated_at: format_time(integration.updated_at),
+    }
+}
+
+/// A delivery of an event to an integration or a schedule's webhook, with its attempts.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    pub id: String,
+    pub integration_id: Option<String>,
+    pub schedule_id: Option<String>,
+    /// The event type, e.g. `job.failed`.
+    pub event: String,
+    pub event_id: Option<String>,
+    /// Where it is sent.
+    pub target_url: String,
+    /// pending, delivered or failed.
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_response_code: Option<i32>,
+    pub last_error: Option<String>,
+    /// When the next retry is due; only while pending.
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub attempt_log: Vec<AttemptView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AttemptView {
+    pub attempt: i32,
+    /// With milliseconds: attempts can be milliseconds apart.
+    pub at: String,
+    pub response_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
 }
 
 /// A delivery with its attempts, as the API shows it.
-pub fn delivery_view(delivery: &Delivery, attempts: &[DeliveryAttempt]) -> Value {
-    let log: Vec<Value> = attempts
+pub fn delivery_view(delivery: &Delivery, attempts: &[DeliveryAttempt]) -> DeliveryView {
+    let log = attempts
         .iter()
         .filter(|a| a.delivery_id == delivery.id)
-        .map(|a| {
-            json!({
-                "attempt": a.attempt,
-                // Attempts can be milliseconds apart: shown with milliseconds.
-                "at": super::message::format_ms(a.at),
-                "response_code": a.response_code,
-                "error": a.error,
-                "duration_ms": a.duration_ms,
-            })
+        .map(|a| AttemptView {
+            attempt: a.attempt,
+            at: super::message::format_ms(a.at),
+            response_code: a.response_code,
+            error: a.error.clone(),
+            duration_ms: a.duration_ms,
         })
         .collect();
-    json!({
-        "id": delivery.id,
-        "integration_id": delivery.integration_id,
-        "schedule_id": delivery.schedule_id,
-        "event": delivery.event_type,
-        "event_id": delivery.event_id,
-        "target_url": delivery.target_url,
-        "status": delivery.status,
-        "attempts": delivery.attempts,
-        "max_attempts": delivery.max_attempts,
-        "last_response_code": delivery.last_response_code,
-        "last_error": delivery.last_error,
-        "next_attempt_at": if delivery.status == db::integrations::PENDING { format_time_opt(delivery.next_attempt_at) } else { None },
-        "created_at": format_time(delivery.created_at),
-        "updated_at": format_time(delivery.updated_at),
-        "attempt_log": log,
-    })
+    DeliveryView {
+        id: delivery.id.clone(),
+        integration_id: delivery.integration_id.clone(),
+        schedule_id: delivery.schedule_id.clone(),
+        event: delivery.event_type.clone(),
+        event_id: delivery.event_id.clone(),
+        target_url: delivery.target_url.clone(),
+        status: delivery.status.clone(),
+        attempts: delivery.attempts,
+        max_attempts: delivery.max_attempts,
+        last_response_code: delivery.last_response_code,
+        last_error: delivery.last_error.clone(),
+        next_attempt_at: if delivery.status == db::integrations::PENDING {
+            format_time_opt(delivery.next_attempt_at)
+        } else {
+            None
+        },
+        created_at: format_time(delivery.created_at),
+        updated_at: format_time(delivery.updated_at),
+        attempt_log: log,
+    }
+}
+
+/// A page of deliveries, newest first; pass `next_cursor` back as `cursor` for the next.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<DeliveryView>,
+    pub next_cursor: Option<String>,
 }
 
 /// A page of the tenant's deliveries, newest first, with their attempts:
@@ -280,7 +343,7 @@ pub async fn deliveries_page(
     tenant_id: &str,
     mut filter: db::integrations::DeliveryFilter,
     limit: Option<i64>,
-) -> Result<Value> {
+) -> Result<DeliveryPage> {
     let limit = limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(Error::Validation("limit must be 1 to 500".into()));
@@ -304,10 +367,14 @@ pub async fn deliveries_page(
     rows.truncate(limit as usize);
     let ids: Vec<String> = rows.iter().map(|d| d.id.clone()).collect();
     let attempts = db::integrations::attempts_of(db, tenant_id, &ids).await?;
-    Ok(json!({
-        "deliveries": rows.iter().map(|d| delivery_view(d, &attempts)).collect::<Vec<_>>(),
-        "next_cursor": if has_more { rows.last().map(|d| d.id.clone()) } else { None },
-    }))
+    Ok(DeliveryPage {
+        deliveries: rows.iter().map(|d| delivery_view(d, &attempts)).collect(),
+        next_cursor: if has_more {
+            rows.last().map(|d| d.id.clone())
+        } else {
+            None
+        },
+    })
 }
 
 #[cfg(test)]

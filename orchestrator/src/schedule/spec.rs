@@ -10,15 +10,15 @@ use crate::extract::required_text;
 use crate::tenant::validate;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Deserializer};
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 pub const DEFAULT_MISFIRE_GRACE_SECS: i64 = 60;
 const MAX_WEBHOOK_URL_LEN: usize = 2048;
 
 /// `POST /schedules`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewSchedule {
     #[serde(default)]
     pub agent: Option<String>,
@@ -29,6 +29,7 @@ pub struct NewSchedule {
     #[serde(alias = "cron")]
     pub cron_expression: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub params: Option<Map<String, Value>>,
     #[serde(default)]
     pub webhook_url: Option<String>,
@@ -47,21 +48,26 @@ pub struct NewSchedule {
 }
 
 /// `PATCH /schedules/{id}`: absent fields stay; `null` clears the optional ones.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct SchedulePatch {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub agent: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub tags: Option<Option<Vec<String>>>,
     #[serde(default, alias = "run_script")]
     pub script: Option<String>,
     #[serde(default, alias = "cron")]
     pub cron_expression: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     pub params: Option<Option<Map<String, Value>>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub webhook_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
     pub timeout: Option<Option<u64>>,
     #[serde(default)]
     pub timezone: Option<String>,
@@ -389,46 +395,88 @@ fn webhook_url(url: Option<String>) -> Result<Option<String>> {
 pub use crate::integrations::config::mask_url;
 
 /// A schedule as the API shows it.
-pub fn view(row: &Schedule) -> Value {
+/// A schedule as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ScheduleView {
+    pub id: String,
+    /// The agent it runs on, or null when it targets `tags`.
+    pub agent: Option<String>,
+    /// Every agent carrying all these tags, or null when it targets one `agent`.
+    pub tags: Option<Vec<String>>,
+    pub script: String,
+    #[schema(example = "0 2 * * *")]
+    pub cron_expression: String,
+    pub timezone: String,
+    #[schema(value_type = Object)]
+    pub params: Map<String, Value>,
+    /// Masked: credentials and query are hidden.
+    pub webhook_url: Option<String>,
+    pub timeout: Option<i64>,
+    pub enabled: bool,
+    /// `active` or `paused`.
+    pub status: &'static str,
+    /// `skip`, `queue` or `allow`: what a fire does while the previous run is still going.
+    pub overlap: String,
+    pub misfire_grace: i64,
+    pub next_fire: Option<String>,
+    pub last_fire: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub fn view(row: &Schedule) -> ScheduleView {
     let tags: Option<Vec<String>> = row.tags.as_deref().and_then(|t| serde_json::from_str(t).ok());
     let params: Map<String, Value> = serde_json::from_str(&row.params).unwrap_or_default();
-    json!({
-        "id": row.id,
-        "agent": row.agent_name,
-        "tags": tags,
-        "script": row.script,
-        "cron_expression": row.cron_expression,
-        "timezone": row.timezone,
-        "params": params,
-        "webhook_url": row.webhook_url.as_deref().map(mask_url),
-        "timeout": row.timeout_secs,
-        "enabled": row.enabled,
-        "status": if row.enabled { "active" } else { "paused" },
-        "overlap": row.overlap,
-        "misfire_grace": row.misfire_grace_secs,
-        "next_fire": format_time_opt(row.next_fire_at),
-        "last_fire": format_time_opt(row.last_fire_at),
-        "created_at": format_time(row.created_at),
-        "updated_at": format_time(row.updated_at),
-    })
+    ScheduleView {
+        id: row.id.clone(),
+        agent: row.agent_name.clone(),
+        tags,
+        script: row.script.clone(),
+        cron_expression: row.cron_expression.clone(),
+        timezone: row.timezone.clone(),
+        params,
+        webhook_url: row.webhook_url.as_deref().map(mask_url),
+        timeout: row.timeout_secs,
+        enabled: row.enabled,
+        status: if row.enabled { "active" } else { "paused" },
+        overlap: row.overlap.clone(),
+        misfire_grace: row.misfire_grace_secs,
+        next_fire: format_time_opt(row.next_fire_at),
+        last_fire: format_time_opt(row.last_fire_at),
+        created_at: format_time(row.created_at),
+        updated_at: format_time(row.updated_at),
+    }
+}
+
+/// One fire of a schedule.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ScheduleRunView {
+    pub id: String,
+    /// When it was due.
+    pub scheduled_for: String,
+    pub fired_at: Option<String>,
+    /// What came of it, e.g. `fired`, `caught_up`, `skipped`.
+    pub outcome: String,
+    pub job_ids: Vec<String>,
+    pub reason: Option<String>,
 }
 
 /// One fire of a schedule as the API shows it.
-pub fn run_view(run: &ScheduleRun) -> Value {
-    let job_ids: Vec<String> = serde_json::from_str(&run.job_ids).unwrap_or_default();
-    json!({
-        "id": run.id,
-        "scheduled_for": format_time(run.scheduled_for),
-        "fired_at": format_time_opt(run.fired_at),
-        "outcome": run.outcome,
-        "job_ids": job_ids,
-        "reason": run.reason,
-    })
+pub fn run_view(run: &ScheduleRun) -> ScheduleRunView {
+    ScheduleRunView {
+        id: run.id.clone(),
+        scheduled_for: format_time(run.scheduled_for),
+        fired_at: format_time_opt(run.fired_at),
+        outcome: run.outcome.clone(),
+        job_ids: serde_json::from_str(&run.job_ids).unwrap_or_default(),
+        reason: run.reason.clone(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn request(body: Value) -> Result<ScheduleSpec> {
         ScheduleSpec::from_request(serde_json::from_value(body).unwrap())

@@ -394,4 +394,19 @@ async fn the_whole_flow(app: &TestApp, browser: &Client) {
     let (status, keys) = app.get("/auth/api-keys", Some(&token)).await;
     assert_eq!(status, StatusCode::OK, "{keys}");
     assert_eq!(keys, json!([]), "the revoked key is gone");
+
+    // The API docs render in the same browser, offline and under their CSP: Swagger UI
+    // loads /openapi.json and lists the operations.
+    browser.goto(&format!("{}/docs/", app.url)).await.expect("open /docs/");
+    page.wait_for_text(".swagger-ui .info .title", "ScriptMesh API").await;
+    page.wait_for_text(".swagger-ui", "/trigger-script").await;
+    let operations = browser
+        .find_all(Locator::Css(".swagger-ui .opblock"))
+        .await
+        .expect("query");
+    assert!(
+        operations.len() > 30,
+        "Swagger UI lists {} operations",
+        operations.len()
+    );
 }

@@ -1,6 +1,8 @@
 //! The HTTP side of the agent protocol: one method per orchestrator endpoint, each
 //! returning the typed answer or an [`AgentError`] that says whether the orchestrator
-//! was unreachable or said no.
+//! was unreachable or said no. With several ORCHESTRATOR_URLs (replicas of one
+//! orchestrator on one database) every request goes to the current one; when it cannot
+//! be reached (or fails on its side, a 5xx) the client moves on to the next, for everyone.
 
 use crate::config::Config;
 use crate::error::AgentError;
@@ -12,6 +14,7 @@ use shared_protocol::protocol::{
     StartRequest,
 };
 use shared_protocol::{AgentName, JobId};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -36,7 +39,9 @@ pub fn install_crypto_provider() {
 #[derive(Clone)]
 pub struct OrchestratorClient {
     http: awc::Client,
-    base_url: Rc<str>,
+    base_urls: Rc<[Rc<str>]>,
+    /// Index into `base_urls` of the orchestrator in use, shared by every clone.
+    current: Rc<Cell<usize>>,
     authorization: Rc<str>,
     agent_name: AgentName,
 }
@@ -53,27 +58,67 @@ impl OrchestratorClient {
             .finish();
         OrchestratorClient {
             http,
-            base_url: Rc::from(config.orchestrator_url.as_str()),
+            base_urls: config
+                .orchestrator_urls
+                .iter()
+                .map(|url| Rc::from(url.as_str()))
+                .collect(),
+            current: Rc::new(Cell::new(0)),
             authorization: Rc::from(format!("Bearer {}", config.api_key.expose())),
             agent_name: config.agent_name.clone(),
         }
     }
 
+    /// How many orchestrator URLs there are to try.
+    pub fn url_count(&self) -> usize {
+        self.base_urls.len()
+    }
+
+    /// The orchestrator in use, and its index (for `fail_over`).
+    fn base(&self) -> (usize, Rc<str>) {
+        let index = self.current.get() % self.base_urls.len();
+        (index, self.base_urls[index].clone())
+    }
+
+    /// The orchestrator at `index` failed: move to the next, unless another request
+    /// already did.
+    fn fail_over(&self, index: usize) {
+        if self.base_urls.len() > 1 && self.current.get() == index {
+            let next = (index + 1) % self.base_urls.len();
+            self.current.set(next);
+            tracing::warn!(
+                failed = %self.base_urls[index],
+                next = %self.base_urls[next],
+                "orchestrator unreachable; switching to the next ORCHESTRATOR_URL"
+            );
+        }
+    }
+
+    /// Moves on when the outcome says the orchestrator is down or overloaded.
+    fn note<T>(&self, index: usize, outcome: Result<T, AgentError>) -> Result<T, AgentError> {
+        if let Err(error) = &outcome {
+            if error.is_connectivity_problem() {
+                self.fail_over(index);
+            }
+        }
+        outcome
+    }
+
     pub async fn register(&self, body: &RegisterAgentRequest) -> Result<RegisterAgentResponse, AgentError> {
-        let response = self.post("register-agent", "/register-agent".into(), body).await?;
-        read_json("register-agent", response).await
+        let (index, response) = self.post("register-agent", "/register-agent".into(), body).await?;
+        self.note(index, read_json("register-agent", response).await)
     }
 
     pub async fn heartbeat(&self, body: &HeartbeatRequest) -> Result<HeartbeatResponse, AgentError> {
-        let response = self.post("heartbeat", "/agent/heartbeat".into(), body).await?;
-        read_json("heartbeat", response).await
+        let (index, response) = self.post("heartbeat", "/agent/heartbeat".into(), body).await?;
+        self.note(index, read_json("heartbeat", response).await)
     }
 
     /// Held open by the orchestrator for up to `wait`; the client waits a margin longer.
     pub async fn poll(&self, capacity: usize, wait: Duration) -> Result<PollResponse, AgentError> {
+        let (index, base) = self.base();
         let url = format!(
-            "{}/agent/poll?agent={}&capacity={capacity}&wait={}",
-            self.base_url,
+            "{base}/agent/poll?agent={}&capacity={capacity}&wait={}",
             // Agent names are [A-Za-z0-9._-] (validated at start-up): safe in a query.
             self.agent_name,
             wait.as_secs()
@@ -85,21 +130,22 @@ impl OrchestratorClient {
             .timeout(wait + POLL_TIMEOUT_MARGIN)
             .send()
             .await
-            .map_err(|error| unreachable("poll", error))?;
-        read_json("poll", response).await
+            .map_err(|error| unreachable("poll", error));
+        let response = self.note(index, response)?;
+        self.note(index, read_json("poll", response).await)
     }
 
     /// Ok only for a 2xx: the orchestrator agrees this agent runs the job now.
     pub async fn start_job(&self, job_id: &JobId, body: &StartRequest) -> Result<(), AgentError> {
-        let response = self.post("start", format!("/agent/jobs/{job_id}/start"), body).await?;
-        check_status("start", response).await.map(drop)
+        let (index, response) = self.post("start", format!("/agent/jobs/{job_id}/start"), body).await?;
+        self.note(index, check_status("start", response).await.map(drop))
     }
 
     pub async fn send_result(&self, job_id: &JobId, body: &JobResultReport) -> Result<(), AgentError> {
-        let response = self
+        let (index, response) = self
             .post("result", format!("/agent/jobs/{job_id}/result"), body)
             .await?;
-        check_status("result", response).await.map(drop)
+        self.note(index, check_status("result", response).await.map(drop))
     }
 
     async fn post(
@@ -107,13 +153,16 @@ impl OrchestratorClient {
         endpoint: &'static str,
         path: String,
         body: &impl Serialize,
-    ) -> Result<awc::ClientResponse<impl Stream<Item = ResponseStreamItem>>, AgentError> {
-        self.http
-            .post(format!("{}{path}", self.base_url))
+    ) -> Result<(usize, awc::ClientResponse<impl Stream<Item = ResponseStreamItem>>), AgentError> {
+        let (index, base) = self.base();
+        let sent = self
+            .http
+            .post(format!("{base}{path}"))
             .insert_header((awc::http::header::AUTHORIZATION, &*self.authorization))
             .send_json(body)
             .await
-            .map_err(|error| unreachable(endpoint, error))
+            .map_err(|error| unreachable(endpoint, error));
+        self.note(index, sent).map(|response| (index, response))
     }
 }
 

@@ -45,8 +45,10 @@ pub struct ScriptBaseEnv {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub agent_name: AgentName,
-    /// Without a trailing slash, so endpoint paths can be appended.
-    pub orchestrator_url: String,
+    /// One or more (comma-separated in ORCHESTRATOR_URL: replicas of one orchestrator),
+    /// each without a trailing slash, so endpoint paths can be appended. The agent uses
+    /// the first and moves to the next when one cannot be reached.
+    pub orchestrator_urls: Vec<String>,
     pub api_key: ApiKey,
     pub bind_host: IpAddr,
     /// 0 lets the OS pick a free port.
@@ -82,7 +84,7 @@ impl Config {
         let agent_name = vars.required("AGENT_NAME")?;
         validate_agent_name(&agent_name).map_err(|message| invalid("AGENT_NAME", message))?;
 
-        let orchestrator_url = parse_orchestrator_url(&vars.required("ORCHESTRATOR_URL")?)?;
+        let orchestrator_urls = parse_orchestrator_urls(&vars.required("ORCHESTRATOR_URL")?)?;
 
         let (api_key, key_variable) = match (vars.optional("API_KEY")?, vars.optional("API_KEY_FILE")?) {
             (Some(_), Some(_)) => {
@@ -152,7 +154,7 @@ impl Config {
 
         Ok(Config {
             agent_name: AgentName::from(agent_name),
-            orchestrator_url,
+            orchestrator_urls,
             api_key: ApiKey(api_key),
             bind_host,
             port,
@@ -274,6 +276,20 @@ fn invalid(variable: &'static str, message: String) -> AgentError {
     AgentError::Config { variable, message }
 }
 
+/// `https://a.example.com` or, for replicas, `https://a.example.com,https://b.example.com`.
+fn parse_orchestrator_urls(raw: &str) -> Result<Vec<String>, AgentError> {
+    let urls: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(parse_orchestrator_url)
+        .collect::<Result<_, _>>()?;
+    if urls.is_empty() {
+        return Err(invalid("ORCHESTRATOR_URL", format!("{raw:?} names no URL")));
+    }
+    Ok(urls)
+}
+
 fn parse_orchestrator_url(raw: &str) -> Result<String, AgentError> {
     let trimmed = raw.trim_end_matches('/');
     let rest = trimmed
@@ -322,7 +338,7 @@ mod tests {
     fn defaults_follow_the_spec() {
         let config = Config::from_map(&base()).expect("valid config");
         assert_eq!(config.agent_name.as_str(), "prod-server-1");
-        assert_eq!(config.orchestrator_url, "http://127.0.0.1:9000");
+        assert_eq!(config.orchestrator_urls, ["http://127.0.0.1:9000"]);
         assert_eq!(config.port, 8001);
         assert_eq!(config.bind_host, IpAddr::from([0, 0, 0, 0]));
         assert_eq!(config.heartbeat_interval, Duration::from_secs(60));
@@ -364,6 +380,20 @@ mod tests {
     }
 
     #[test]
+    fn several_orchestrator_urls_are_replicas_in_order() {
+        let mut vars = base();
+        vars.insert(
+            "ORCHESTRATOR_URL".into(),
+            " http://10.0.0.1:8080/ , https://b.example.com,".into(),
+        );
+        let config = Config::from_map(&vars).expect("valid config");
+        assert_eq!(
+            config.orchestrator_urls,
+            ["http://10.0.0.1:8080", "https://b.example.com"]
+        );
+    }
+
+    #[test]
     fn manifest_defaults_to_scripts_dir() {
         let mut vars = base();
         vars.insert("SCRIPTS_DIR".into(), "/srv/scripts".into());
@@ -380,6 +410,8 @@ mod tests {
             ("AGENT_NAME", "bad name!"),
             ("ORCHESTRATOR_URL", "ftp://x"),
             ("ORCHESTRATOR_URL", "http://"),
+            ("ORCHESTRATOR_URL", ","),
+            ("ORCHESTRATOR_URL", "http://a:8080,ftp://b"),
             ("API_KEY", "secret-without-prefix"),
             ("AGENT_PORT", "70000"),
             ("AGENT_PORT", "abc"),

@@ -151,7 +151,7 @@ pub async fn start(config: Config) -> Result<RunningAgent, AgentError> {
     metrics.manifest_scripts.set(manifest.len() as i64);
     tracing::info!(
         agent = %config.agent_name,
-        orchestrator = %config.orchestrator_url,
+        orchestrator = %config.orchestrator_urls.join(","),
         manifest = %config.manifest_path.display(),
         scripts = manifest.len(),
         max_concurrent_jobs = config.max_concurrent_jobs,

@@ -19,6 +19,9 @@ use std::time::Duration;
 /// the orchestrator (it re-queues jobs that were handed out but never started).
 const START_ATTEMPTS: u32 = 3;
 
+/// The pause before polling the next replica after one failed.
+const FAIL_OVER_DELAY: Duration = Duration::from_millis(50);
+
 /// Stop polling for good (the agent is shutting down).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -47,6 +50,9 @@ pub struct Poller {
     poll_wait: Duration,
     state: State,
     backoff: Backoff,
+    /// Polls failed for connectivity in a row: while other ORCHESTRATOR_URLs are left
+    /// to try, the next poll goes out at once.
+    failures_in_a_row: usize,
 }
 
 impl Poller {
@@ -67,6 +73,7 @@ impl Poller {
             poll_wait,
             state: State::Unregistered,
             backoff: Backoff::default(),
+            failures_in_a_row: 0,
         }
     }
 
@@ -94,6 +101,7 @@ impl Poller {
             Err(error) => return self.on_error(error, ctx),
         };
         self.backoff.reset();
+        self.failures_in_a_row = 0;
         self.metrics.set_connected(true);
         self.metrics.poll_finished(if response.jobs.is_empty() {
             PollResult::Empty
@@ -147,7 +155,13 @@ impl Poller {
             self.metrics.set_connected(true);
             tracing::error!(%error, "poll refused: API_KEY is invalid or has been revoked");
             self.backoff.slow_delay()
+        } else if error.is_connectivity_problem() && self.failures_in_a_row + 1 < self.client.url_count() {
+            // The client moved on to another replica: try it straight away.
+            self.failures_in_a_row += 1;
+            tracing::warn!(%error, "poll failed; trying the next ORCHESTRATOR_URL");
+            FAIL_OVER_DELAY
         } else {
+            self.failures_in_a_row += 1;
             self.metrics.set_connected(!error.is_connectivity_problem());
             let delay = self.backoff.next_delay();
             tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "poll failed; retrying");

@@ -1,7 +1,8 @@
 //! Messages a tenant supervisor answers. Handlers build them from requests; the supervisor
 //! holds the rules.
 
-use crate::db::models::Job;
+use crate::cluster::Signal;
+use crate::db::models::{Agent, Job};
 use crate::error::Result;
 use actix::Message;
 use shared_protocol::api::{FanOutJob, JobView};
@@ -92,25 +93,37 @@ pub struct Cancel {
     pub job_id: String,
 }
 
-/// Resolves when the job reaches a terminal status (or is dropped if the supervisor restarts).
-#[derive(Message)]
-#[rtype(result = "oneshot::Receiver<()>")]
-pub struct AwaitCompletion {
-    pub job_id: String,
-}
-
 #[derive(Message)]
 #[rtype(result = "Result<()>")]
 pub struct DeleteAgent {
     pub name: String,
 }
 
-/// Jobs were queued for this agent behind the supervisor's back (requeued by a sweep).
+/// Jobs were queued for these agents behind the supervisor's back (requeued by a sweep,
+/// or found by the re-check of queued jobs).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Wake {
-    pub agent: String,
+    pub agents: Vec<String>,
 }
+
+/// This replica's liveness sweep marked these agents offline (the rows as now stored,
+/// and how long each was silent, in ms).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AgentsSilent {
+    pub agents: Vec<(Agent, i64)>,
+}
+
+/// What other replicas changed in this tenant (see `cluster::Signal`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClusterNews(pub Vec<Signal>);
+
+/// The re-check's list of cancel orders still outstanding: (agent, job id).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelsOutstanding(pub Vec<(String, String)>);
 
 /// Creates a schedule (checked by `ScheduleSpec::from_request`) and arms its timer.
 #[derive(Message)]

@@ -4,7 +4,9 @@
 //! written in the same transaction, before any agent is told. An orchestrator that starts
 //! loads the enabled schedules, so slots that passed while it was down are noticed at once.
 
-use super::{not_in_manifest, TenantSupervisor};
+use super::jobs::not_in_manifest;
+use super::targets::{self, Candidate, Selector};
+use super::TenantSupervisor;
 use crate::db::models::{Job, Schedule, ScheduleRun};
 use crate::db::schedules::{Fire, FireOutcome, PlannedRun};
 use crate::db::{self, format_time};
@@ -62,6 +64,15 @@ impl TenantSupervisor {
     /// Keeps (and arms) the timer of a stored schedule, replacing any previous one; a
     /// paused schedule has none.
     fn track_schedule(&mut self, row: Schedule, ctx: &mut Context<Self>) {
+        if self
+            .schedules
+            .tracked
+            .get(&row.id)
+            .is_some_and(|tracked| tracked.row == row)
+        {
+            // The same row again (a re-check, or our own change echoed): the timer stands.
+            return;
+        }
         self.untrack_schedule(&row.id, ctx);
         if !row.enabled {
             return;
@@ -188,7 +199,7 @@ impl TenantSupervisor {
         ctx: &mut Context<Self>,
     ) {
         for job in jobs {
-            self.drained.remove(&job.agent_name);
+            self.dispatch.queued(&job.agent_name);
             self.pump(&job.agent_name, ctx);
         }
         let missed_event = |run: &ScheduleRun, caught_up: bool| {
@@ -339,43 +350,36 @@ impl TenantSupervisor {
     /// its job even while offline (it is queued, as for /trigger-script); a tag fan-out
     /// goes to online agents only.
     fn schedule_targets(&self, spec: &ScheduleSpec) -> (Vec<String>, Vec<(String, String)>) {
-        let mut targets = Vec::new();
-        let mut skipped = Vec::new();
-        match &spec.target {
-            Target::Agent(name) => match self.agents.get(name) {
-                None => skipped.push((name.clone(), "not registered".into())),
-                Some(agent) if !agent.allows(&spec.script) => {
-                    skipped.push((name.clone(), format!("{} is not in its manifest", spec.script)))
-                }
-                Some(_) => targets.push(name.clone()),
+        let selector = match &spec.target {
+            Target::Agent(name) => Selector {
+                agents: Some(vec![name.clone()]),
+                tags: Vec::new(),
+                only_online: false,
             },
-            Target::Tags(tags) => {
-                let mut matching: Vec<_> = self
-                    .agents
-                    .values()
-                    .filter(|agent| tags.iter().all(|tag| agent.tags.contains(tag)))
-                    .collect();
-                matching.sort_by(|a, b| a.row.name.cmp(&b.row.name));
-                for agent in matching {
-                    let name = agent.row.name.clone();
-                    if !agent.online() {
-                        skipped.push((name, "offline".into()));
-                    } else if !agent.allows(&spec.script) {
-                        skipped.push((name, format!("{} is not in its manifest", spec.script)));
-                    } else {
-                        targets.push(name);
-                    }
-                }
-                if targets.is_empty() && skipped.is_empty() {
-                    skipped.push((format!("tags {tags:?}"), "no agent has them all".into()));
-                }
+            Target::Tags(tags) => Selector {
+                agents: None,
+                tags: tags.clone(),
+                only_online: true,
+            },
+        };
+        let mut selection = targets::select(
+            |name| self.agents.get(name),
+            self.agents.values(),
+            &selector,
+            &spec.script,
+        );
+        if let Target::Tags(tags) = &spec.target {
+            if selection.targets.is_empty() && selection.skipped.is_empty() {
+                selection
+                    .skipped
+                    .push((format!("tags {tags:?}"), "no agent has them all".into()));
             }
         }
-        (targets, skipped)
+        (selection.targets, selection.skipped)
     }
 
     /// After a lost claim: the stored row decides (another replica fired it, or it changed).
-    fn reload_schedule(&mut self, id: &str, ctx: &mut Context<Self>) {
+    pub(super) fn reload_schedule(&mut self, id: &str, ctx: &mut Context<Self>) {
         let (db, tenant, id) = (self.db.clone(), self.tenant_id.clone(), id.to_owned());
         let lookup = id.clone();
         ctx.spawn(

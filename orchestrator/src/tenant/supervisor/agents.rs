@@ -1,0 +1,426 @@
+//! The tenant's agents: registration, heartbeats, liveness and deletion, and the cache of
+//! agent rows every other concern reads. The cache is written through; another replica's
+//! change arrives as news (`reload_agent`), and a row missing here is looked up in the
+//! database before anyone is told the agent does not exist.
+
+use super::targets::Candidate;
+use super::TenantSupervisor;
+use crate::auth::sha256_hex;
+use crate::db::agents::HeartbeatWrite;
+use crate::db::models::Agent;
+use crate::db::{self};
+use crate::error::{Error, Result};
+use crate::events::EventType;
+use crate::tenant::messages::{AgentsSilent, DeleteAgent, Heartbeat, Register};
+use crate::tenant::validate;
+use crate::views::{agent_scripts, agent_tags};
+use actix::prelude::*;
+use serde_json::json;
+use shared_protocol::protocol::{HeartbeatResponse, RegisterAgentResponse};
+use shared_protocol::{JobStatus, ManifestEntry};
+
+/// The cached agent row with its parsed manifest and tags.
+pub(super) struct AgentEntry {
+    pub row: Agent,
+    pub tags: Vec<String>,
+    pub scripts: Vec<ManifestEntry>,
+}
+
+impl AgentEntry {
+    pub fn new(row: Agent) -> AgentEntry {
+        AgentEntry {
+            tags: agent_tags(&row),
+            scripts: agent_scripts(&row),
+            row,
+        }
+    }
+
+    /// Whether a heartbeat reports something other than what is stored (besides the time).
+    fn differs_from(&self, scripts: &str, interval: i64, version: Option<&str>) -> bool {
+        !self.row.manifest_reported
+            || self.row.scripts != scripts
+            || self.row.heartbeat_interval != interval
+            || self.row.version.as_deref() != version
+    }
+}
+
+impl Candidate for AgentEntry {
+    fn name(&self) -> &str {
+        &self.row.name
+    }
+
+    fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    fn online(&self) -> bool {
+        self.row.status == "online"
+    }
+
+    fn allows(&self, script: &str) -> bool {
+        !self.row.manifest_reported || self.scripts.iter().any(|s| s.name == script)
+    }
+}
+
+impl TenantSupervisor {
+    /// Rebuilds the agent cache from the database before any message is answered.
+    pub(super) fn load_agents(&mut self, ctx: &mut Context<Self>) {
+        let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
+        ctx.wait(
+            async move { db::agents::list(&db, &tenant).await }
+                .into_actor(self)
+                .map(|result, act, _| match result {
+                    Ok(rows) => {
+                        act.agents = rows
+                            .into_iter()
+                            .map(|row| (row.name.clone(), AgentEntry::new(row)))
+                            .collect();
+                    }
+                    Err(error) => tracing::error!(%error, tenant = %act.tenant_id, "could not load agents"),
+                }),
+        );
+    }
+
+    /// Another replica changed the agent: take the stored row (or forget a deleted agent).
+    pub(super) fn reload_agent(&mut self, name: &str, ctx: &mut Context<Self>) {
+        let (db, tenant, name) = (self.db.clone(), self.tenant_id.clone(), name.to_owned());
+        let lookup = name.clone();
+        ctx.spawn(
+            async move { db::agents::find(&db, &tenant, &lookup).await }
+                .into_actor(self)
+                .map(move |result, act, _| match result {
+                    Ok(Some(row)) => {
+                        act.agents.insert(name, AgentEntry::new(row));
+                    }
+                    Ok(None) => {
+                        act.agents.remove(&name);
+                        act.dispatch.release(&name);
+                    }
+                    Err(error) => tracing::warn!(%error, agent = %name, "could not reload an agent"),
+                }),
+        );
+    }
+
+    /// Runs `then` with the agent's row in the cache when it exists: at once when cached,
+    /// else after looking in the database (it may have registered through another replica
+    /// a moment ago).
+    pub(super) fn with_agent_then<R: 'static>(
+        &mut self,
+        name: &str,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, &mut Context<Self>) -> ResponseActFuture<Self, Result<R>> + 'static,
+    ) -> ResponseActFuture<Self, Result<R>> {
+        // A name no agent can have is not looked for (it would only be refused as unknown).
+        if self.agents.contains_key(name) || validate::agent_name(name).is_err() {
+            return then(self, ctx);
+        }
+        let (db, tenant, name) = (self.db.clone(), self.tenant_id.clone(), name.to_owned());
+        let lookup = name.clone();
+        Box::pin(
+            async move { db::agents::find(&db, &tenant, &lookup).await }
+                .into_actor(self)
+                .then(move |found, act, ctx| {
+                    match found {
+                        Ok(Some(row)) => {
+                            act.agents.entry(name).or_insert_with(|| AgentEntry::new(row));
+                        }
+                        Ok(None) => {}
+                        Err(error) => return Box::pin(fut::ready(Err(error))) as ResponseActFuture<Self, Result<R>>,
+                    }
+                    then(act, ctx)
+                }),
+        )
+    }
+
+    /// `with_agent_then` for work that answers at once.
+    pub(super) fn with_agent<R: 'static>(
+        &mut self,
+        name: &str,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, &mut Context<Self>) -> Result<R> + 'static,
+    ) -> ResponseActFuture<Self, Result<R>> {
+        self.with_agent_then(name, ctx, move |act, ctx| Box::pin(fut::ready(then(act, ctx))))
+    }
+
+    /// The agent, if `api_key_id` is the key it registered with.
+    pub(super) fn authorized_agent(&self, name: &str, api_key_id: &str) -> Result<&AgentEntry> {
+        let entry = self
+            .agents
+            .get(name)
+            .ok_or_else(|| Error::not_found(format!("agent {name} (register it first)")))?;
+        if entry.row.api_key_id.as_deref() != Some(api_key_id) {
+            return Err(Error::forbidden(
+                "agent_key_mismatch",
+                format!("agent {name} is registered with another API key; register again with this key"),
+            ));
+        }
+        Ok(entry)
+    }
+
+    fn publish_status(&self, name: &str, online: bool, tags: &[String]) {
+        let status = if online { "online" } else { "offline" };
+        tracing::info!(tenant = %self.tenant_id, agent = %name, online, "agent status changed");
+        let event = if online {
+            EventType::AgentOnline
+        } else {
+            EventType::AgentOffline
+        };
+        self.publish(event, json!({"agent": name, "status": status, "tags": tags}));
+    }
+
+    /// Running jobs of the agent (but those in `keep`) end `lost`; unstarted ones are requeued.
+    fn release_jobs(&mut self, agent: &str, keep: Vec<String>, reason: String, ctx: &mut Context<Self>) {
+        self.dispatch.queued(agent);
+        let (db, tenant, name) = (self.db.clone(), self.tenant_id.clone(), agent.to_owned());
+        let work = async move { db::jobs::release_agent_jobs(&db, &tenant, &name, &keep, &reason, db::now_ms()).await };
+        let agent = agent.to_owned();
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(lost) => {
+                for job in &lost {
+                    tracing::warn!(job = %job.id, agent = %agent, "job lost");
+                    act.job_finished(job);
+                }
+                act.pump(&agent, ctx);
+            }
+            Err(error) => tracing::error!(%error, agent = %agent, "could not release the agent's jobs"),
+        }));
+    }
+}
+
+impl Handler<Register> for TenantSupervisor {
+    type Result = ResponseActFuture<Self, Result<RegisterAgentResponse>>;
+
+    fn handle(&mut self, msg: Register, ctx: &mut Context<Self>) -> Self::Result {
+        let name = msg.request.agent_name.trim().to_owned();
+        self.with_agent_then(&name, ctx, move |act, _| act.register(msg))
+    }
+}
+
+impl TenantSupervisor {
+    fn register(&mut self, msg: Register) -> ResponseActFuture<Self, Result<RegisterAgentResponse>> {
+        let request = msg.request;
+        let checked = (|| -> Result<Agent> {
+            let name = request.agent_name.trim().to_owned();
+            validate::agent_name(&name)?;
+            let tags = validate::tags(&request.tags)?;
+            validate::url(&request.url)?;
+            for (field, value) in [
+                ("hostname", &request.hostname),
+                ("os", &request.os),
+                ("version", &request.version),
+            ] {
+                validate::optional_text(field, value, 256)?;
+            }
+            validate::optional_text("api_key", &request.api_key, 1024)?;
+            if let Some(scripts) = &request.scripts {
+                validate::scripts(scripts)?;
+            }
+            let interval = request
+                .heartbeat_interval
+                .map(validate::heartbeat_interval)
+                .transpose()?;
+            let now = db::now_ms();
+            let existing = self.agents.get(&name).map(|e| &e.row);
+            let self_registration = msg.api_key_id.is_some();
+            Ok(Agent {
+                tenant_id: self.tenant_id.clone(),
+                name: name.clone(),
+                tags: serde_json::to_string(&tags)?,
+                url: request.url.clone().or_else(|| existing.and_then(|e| e.url.clone())),
+                hostname: request
+                    .hostname
+                    .clone()
+                    .or_else(|| existing.and_then(|e| e.hostname.clone())),
+                os: request.os.clone().or_else(|| existing.and_then(|e| e.os.clone())),
+                version: request
+                    .version
+                    .clone()
+                    .or_else(|| existing.and_then(|e| e.version.clone())),
+                scripts: match &request.scripts {
+                    Some(scripts) => serde_json::to_string(scripts)?,
+                    None => existing.map(|e| e.scripts.clone()).unwrap_or_else(|| "[]".into()),
+                },
+                manifest_reported: request.scripts.is_some() || existing.is_some_and(|e| e.manifest_reported),
+                api_key_id: msg
+                    .api_key_id
+                    .clone()
+                    .or_else(|| existing.and_then(|e| e.api_key_id.clone())),
+                agent_key_hash: request
+                    .api_key
+                    .as_deref()
+                    .map(sha256_hex)
+                    .or_else(|| existing.and_then(|e| e.agent_key_hash.clone())),
+                status: if self_registration {
+                    "online".into()
+                } else {
+                    existing.map(|e| e.status.clone()).unwrap_or_else(|| "offline".into())
+                },
+                heartbeat_interval: interval.or(existing.map(|e| e.heartbeat_interval)).unwrap_or(60),
+                last_heartbeat: if self_registration {
+                    Some(now)
+                } else {
+                    existing.and_then(|e| e.last_heartbeat)
+                },
+                registered_at: existing.map(|e| e.registered_at).unwrap_or(now),
+                updated_at: now,
+            })
+        })();
+        let running_jobs = request.running_jobs.clone();
+        let db = self.db.clone();
+        Box::pin(
+            async move {
+                let agent = checked?;
+                db::agents::upsert(&db, &agent).await?;
+                Ok(agent)
+            }
+            .into_actor(self)
+            .map(move |result: Result<Agent>, act, ctx| {
+                let agent = result?;
+                let name = agent.name.clone();
+                let online = agent.status == "online";
+                let previous = act.agents.get(&name).map(|e| e.online());
+                let entry = AgentEntry::new(agent);
+                let tags = entry.tags.clone();
+                act.agents.insert(name.clone(), entry);
+                if previous.is_none() {
+                    let status = if online { "online" } else { "offline" };
+                    act.publish(
+                        EventType::AgentRegistered,
+                        json!({"agent": name, "status": status, "tags": tags}),
+                    );
+                }
+                if online && previous != Some(true) {
+                    act.publish_status(&name, true, &tags);
+                }
+                // An agent that (re)starts tells which jobs it still runs; the rest were lost.
+                if let Some(running) = running_jobs {
+                    let reason = format!("agent {name} restarted while the job was running");
+                    act.release_jobs(&name, running, reason, ctx);
+                }
+                Ok(RegisterAgentResponse {
+                    status: "ok".into(),
+                    agent: name,
+                })
+            }),
+        )
+    }
+}
+
+impl Handler<Heartbeat> for TenantSupervisor {
+    type Result = ResponseActFuture<Self, Result<HeartbeatResponse>>;
+
+    fn handle(&mut self, msg: Heartbeat, ctx: &mut Context<Self>) -> Self::Result {
+        let name = msg.request.agent_name.clone();
+        self.with_agent_then(&name, ctx, move |act, _| act.heartbeat(msg))
+    }
+}
+
+impl TenantSupervisor {
+    fn heartbeat(&mut self, msg: Heartbeat) -> ResponseActFuture<Self, Result<HeartbeatResponse>> {
+        let request = msg.request;
+        let checked = self
+            .authorized_agent(&request.agent_name, &msg.api_key_id)
+            .and_then(|entry| {
+                validate::scripts(&request.scripts)?;
+                validate::optional_text("version", &request.version, 256)?;
+                let interval = validate::heartbeat_interval(request.heartbeat_interval)?;
+                let scripts = serde_json::to_string(&request.scripts)?;
+                let changed = entry.differs_from(&scripts, interval, request.version.as_deref());
+                Ok((scripts, interval, changed))
+            });
+        let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
+        let name = request.agent_name.clone();
+        let version = request.version.clone();
+        Box::pin(
+            async move {
+                let (scripts, interval, changed) = checked?;
+                let now = db::now_ms();
+                let heartbeat = db::agents::HeartbeatRow {
+                    now,
+                    scripts: &scripts,
+                    interval_secs: interval,
+                    version: version.as_deref(),
+                    manifest_changed: changed,
+                };
+                let written = db::agents::record_heartbeat(&db, &tenant, &name, &heartbeat).await?;
+                let cancel = db::jobs::cancel_requests(&db, &tenant, &name).await?;
+                Ok((now, scripts, interval, written, cancel))
+            }
+            .into_actor(self)
+            .map(move |result: Result<_>, act, _| {
+                let (now, scripts, interval, written, cancel) = result?;
+                if written == HeartbeatWrite::Unknown {
+                    act.agents.remove(&request.agent_name);
+                    return Err(Error::not_found(format!(
+                        "agent {} (register it first)",
+                        request.agent_name
+                    )));
+                }
+                if let Some(entry) = act.agents.get_mut(&request.agent_name) {
+                    entry.row.last_heartbeat = Some(now);
+                    entry.row.heartbeat_interval = interval;
+                    entry.row.manifest_reported = true;
+                    entry.row.version = request.version.clone();
+                    entry.row.status = "online".into();
+                    entry.scripts = request.scripts;
+                    entry.row.scripts = scripts;
+                    if written == HeartbeatWrite::CameOnline {
+                        let tags = entry.tags.clone();
+                        act.publish_status(&request.agent_name, true, &tags);
+                    }
+                }
+                Ok(HeartbeatResponse {
+                    status: "ok".into(),
+                    cancel,
+                })
+            }),
+        )
+    }
+}
+
+impl Handler<AgentsSilent> for TenantSupervisor {
+    type Result = ();
+
+    /// This replica's sweep marked them offline (exactly one replica does, per silence):
+    /// published, their polls forgotten, their running jobs lost.
+    fn handle(&mut self, msg: AgentsSilent, ctx: &mut Context<Self>) {
+        for (row, silence_ms) in msg.agents {
+            let name = row.name.clone();
+            let entry = AgentEntry::new(row);
+            let tags = entry.tags.clone();
+            self.agents.insert(name.clone(), entry);
+            self.publish_status(&name, false, &tags);
+            self.dispatch.forget(&name);
+            let reason = format!(
+                "agent {name} went offline (no heartbeat for {} s) while the job was running",
+                silence_ms / 1000
+            );
+            self.release_jobs(&name, Vec::new(), reason, ctx);
+        }
+    }
+}
+
+impl Handler<DeleteAgent> for TenantSupervisor {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, msg: DeleteAgent, _: &mut Context<Self>) -> Self::Result {
+        let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
+        let name = msg.name.clone();
+        Box::pin(
+            async move {
+                if !db::agents::delete(&db, &tenant, &name).await? {
+                    return Err(Error::not_found(format!("agent {name}")));
+                }
+                db::jobs::cancel_queued_for_agent(&db, &tenant, &name, "the agent was deleted", db::now_ms()).await
+            }
+            .into_actor(self)
+            .map(move |result, act, _| {
+                let cancelled = result?;
+                act.metrics.jobs_finished_by(JobStatus::Cancelled, cancelled as u64);
+                act.agents.remove(&msg.name);
+                act.dispatch.release(&msg.name);
+                Ok(())
+            }),
+        )
+    }
+}

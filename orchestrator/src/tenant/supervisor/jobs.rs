@@ -1,0 +1,313 @@
+//! Job state changes: triggers and fan-outs create jobs (in the database before anyone
+//! hears of them), agents start them and report results, people cancel them. Every
+//! change is one conditional write (see `db::jobs`), so it happens once even when
+//! replicas or retried requests race.
+
+use super::agents::AgentEntry;
+use super::targets::{self, Candidate, Selector};
+use super::TenantSupervisor;
+use crate::db::jobs::{CancelOutcome, CompleteOutcome, Completion, StartOutcome};
+use crate::db::models::{Fanout, Job};
+use crate::db::{self};
+use crate::error::{Error, Result};
+use crate::tenant::messages::{Cancel, FanOut, FannedOut, ReportResult, StartJob, Trigger, Triggered};
+use crate::views::job_view;
+use actix::prelude::*;
+use serde_json::json;
+use shared_protocol::api::{FanOutJob, JobView};
+use shared_protocol::protocol::{ResultAck, RunOutcome};
+use shared_protocol::JobStatus;
+
+pub(super) fn not_in_manifest(agent: &AgentEntry, script: &str) -> Error {
+    let listed: Vec<&str> = agent.scripts.iter().map(|s| s.name.as_str()).collect();
+    Error::forbidden(
+        "script_not_allowed",
+        format!(
+            "script {script:?} is not in the manifest of agent {}; its manifest lists: [{}]",
+            agent.row.name,
+            listed.join(", ")
+        ),
+    )
+}
+
+impl Handler<Trigger> for TenantSupervisor {
+    type Result = ResponseActFuture<Self, Result<Triggered>>;
+
+    fn handle(&mut self, msg: Trigger, ctx: &mut Context<Self>) -> Self::Result {
+        let agent = msg.agent.clone();
+        self.with_agent_then(&agent, ctx, move |act, _| act.trigger(msg))
+    }
+}
+
+impl TenantSupervisor {
+    fn trigger(&mut self, msg: Trigger) -> ResponseActFuture<Self, Result<Triggered>> {
+        let checked = (|| {
+            let agent = self
+                .agents
+                .get(&msg.agent)
+                .ok_or_else(|| Error::not_found(format!("agent {}", msg.agent)))?;
+            if !agent.allows(&msg.script) {
+                return Err(not_in_manifest(agent, &msg.script));
+            }
+            let job = self.new_job(&msg.agent, &msg.script, &msg.params, msg.timeout_secs, None)?;
+            Ok((job, agent.online()))
+        })();
+        // Fast path: nothing queued ahead and a poll parked here, so the job is written as
+        // dispatched and handed over at once.
+        let direct = match &checked {
+            Ok(_) => self.dispatch.direct_waiter(&msg.agent),
+            Err(_) => None,
+        };
+        let checked = checked.map(|(mut job, online)| {
+            if direct.is_some() {
+                job.status = JobStatus::Dispatched.as_str().into();
+                job.dispatched_at = Some(job.created_at);
+                job.attempts = 1;
+            }
+            (job, online)
+        });
+        let db = self.db.clone();
+        Box::pin(
+            async move {
+                let (job, online) = checked?;
+                db::jobs::insert(&db, &job).await?;
+                Ok(Triggered {
+                    job,
+                    agent_online: online,
+                })
+            }
+            .into_actor(self)
+            .map(move |result: Result<Triggered>, act, ctx| {
+                let triggered = match result {
+                    Ok(triggered) => triggered,
+                    Err(error) => {
+                        if let Some(waiter) = direct {
+                            act.dispatch.put_back(&msg.agent, waiter);
+                        }
+                        return Err(error);
+                    }
+                };
+                let agent = triggered.job.agent_name.clone();
+                if direct.is_some() {
+                    // The caller sees the job as queued: the agent has not confirmed it yet.
+                    act.deliver(&agent, vec![triggered.job.clone()], direct, ctx);
+                } else {
+                    act.dispatch.queued(&agent);
+                    act.pump(&agent, ctx);
+                }
+                Ok(triggered)
+            }),
+        )
+    }
+}
+
+impl Handler<FanOut> for TenantSupervisor {
+    type Result = ResponseActFuture<Self, Result<FannedOut>>;
+
+    fn handle(&mut self, msg: FanOut, _: &mut Context<Self>) -> Self::Result {
+        let fanout_id = db::new_id("fan");
+        let selector = Selector {
+            agents: msg.agents.clone(),
+            tags: msg.tags.clone().unwrap_or_default(),
+            only_online: msg.only_online,
+        };
+        let selection = targets::select(
+            |name| self.agents.get(name),
+            self.agents.values(),
+            &selector,
+            &msg.script,
+        );
+        let skipped = selection.skipped;
+        let jobs: Result<Vec<Job>> = selection
+            .targets
+            .iter()
+            .map(|agent| {
+                self.new_job(
+                    agent,
+                    &msg.script,
+                    &msg.params,
+                    msg.timeout_secs,
+                    Some(fanout_id.clone()),
+                )
+            })
+            .collect();
+        let fanout = Fanout {
+            id: fanout_id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            script: msg.script.clone(),
+            params: serde_json::to_string(&msg.params).unwrap_or_else(|_| "{}".into()),
+            selector: json!({"agents": msg.agents, "tags": msg.tags, "only_online": msg.only_online}).to_string(),
+            created_at: db::now_ms(),
+        };
+        let db = self.db.clone();
+        Box::pin(
+            async move {
+                let jobs = jobs?;
+                if jobs.is_empty() {
+                    let why: Vec<String> = skipped.iter().map(|(agent, why)| format!("{agent}: {why}")).collect();
+                    return Err(Error::Validation(format!(
+                        "no agent matches this fan-out{}",
+                        if why.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", why.join("; "))
+                        }
+                    )));
+                }
+                db::jobs::insert_fanout(&db, &fanout, &jobs).await?;
+                Ok((jobs, skipped))
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                let (jobs, skipped) = result?;
+                for job in &jobs {
+                    act.dispatch.queued(&job.agent_name);
+                    act.pump(&job.agent_name, ctx);
+                }
+                Ok(FannedOut {
+                    fanout_id,
+                    jobs: jobs
+                        .into_iter()
+                        .map(|j| FanOutJob {
+                            agent: j.agent_name,
+                            job_id: j.id,
+                        })
+                        .collect(),
+                    skipped,
+                })
+            }),
+        )
+    }
+}
+
+impl Handler<StartJob> for TenantSupervisor {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, msg: StartJob, ctx: &mut Context<Self>) -> Self::Result {
+        let agent = msg.agent.clone();
+        self.with_agent_then(&agent, ctx, move |act, _| {
+            let checked = act.authorized_agent(&msg.agent, &msg.api_key_id).map(|_| ());
+            let (db, tenant) = (act.db.clone(), act.tenant_id.clone());
+            let metrics = act.metrics.clone();
+            Box::pin(
+                async move {
+                    checked?;
+                    match db::jobs::mark_started(&db, &tenant, &msg.agent, &msg.job_id, msg.started_at_ms).await? {
+                        StartOutcome::Started { created_at } => {
+                            // Measured on this clock (the one that stamped created_at) when the
+                            // report arrives, so an agent's clock skew cannot distort it.
+                            if let Some(created_at) = created_at {
+                                metrics.dispatch_latency(db::now_ms() - created_at);
+                            }
+                            Ok(())
+                        }
+                        StartOutcome::Refused(why) => Err(Error::conflict(
+                            "job_not_startable",
+                            format!("do not run job {}: {why}", msg.job_id),
+                        )),
+                    }
+                }
+                .into_actor(act),
+            )
+        })
+    }
+}
+
+impl Handler<ReportResult> for TenantSupervisor {
+    type Result = ResponseActFuture<Self, Result<ResultAck>>;
+
+    fn handle(&mut self, msg: ReportResult, ctx: &mut Context<Self>) -> Self::Result {
+        let agent = msg.report.agent_name.clone();
+        self.with_agent_then(&agent, ctx, move |act, _| act.report_result(msg))
+    }
+}
+
+impl TenantSupervisor {
+    fn report_result(&mut self, msg: ReportResult) -> ResponseActFuture<Self, Result<ResultAck>> {
+        let checked = self
+            .authorized_agent(&msg.report.agent_name, &msg.api_key_id)
+            .map(|_| ());
+        let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
+        let job_id = msg.job_id.clone();
+        Box::pin(
+            async move {
+                checked?;
+                let report = &msg.report;
+                let status = match report.outcome {
+                    RunOutcome::Success => JobStatus::Success,
+                    RunOutcome::Failed | RunOutcome::Rejected => JobStatus::Failed,
+                    RunOutcome::Timeout => JobStatus::Timeout,
+                    RunOutcome::Cancelled => JobStatus::Cancelled,
+                };
+                let rejected_reason = (report.outcome == RunOutcome::Rejected).then(|| {
+                    format!(
+                        "refused by the agent: {}",
+                        report.reason.as_deref().unwrap_or("not allowed")
+                    )
+                });
+                let completion = Completion {
+                    status,
+                    exit_code: report.exit_code,
+                    stdout: &report.stdout,
+                    stderr: &report.stderr,
+                    stdout_truncated: report.stdout_truncated,
+                    stderr_truncated: report.stderr_truncated,
+                    duration_ms: report.duration_ms.min(i64::MAX as u64) as i64,
+                    started_at: report.started_at_ms,
+                    completed_at: report.completed_at_ms,
+                    reason: rejected_reason.as_deref().or(report.reason.as_deref()),
+                };
+                db::jobs::complete(&db, &tenant, &report.agent_name, &msg.job_id, &completion).await
+            }
+            .into_actor(self)
+            .map(move |result, act, _| match result? {
+                CompleteOutcome::Stored(job) => {
+                    if let Some(duration_ms) = job.duration_ms {
+                        act.metrics.job_duration(duration_ms);
+                    }
+                    act.job_finished(&job);
+                    Ok(ResultAck {
+                        status: "ok".into(),
+                        duplicate: false,
+                    })
+                }
+                CompleteOutcome::Duplicate => Ok(ResultAck {
+                    status: "ok".into(),
+                    duplicate: true,
+                }),
+                CompleteOutcome::Refused(why) => Err(Error::conflict(
+                    "result_refused",
+                    format!("result for job {job_id} refused: {why}"),
+                )),
+            }),
+        )
+    }
+}
+
+impl Handler<Cancel> for TenantSupervisor {
+    type Result = ResponseActFuture<Self, Result<JobView>>;
+
+    fn handle(&mut self, msg: Cancel, _: &mut Context<Self>) -> Self::Result {
+        let db = self.db.clone();
+        let tenant = self.tenant_id.clone();
+        Box::pin(
+            async move { db::jobs::cancel(&db, &tenant, &msg.job_id, "cancelled by request", db::now_ms()).await }
+                .into_actor(self)
+                .map(|result, act, _| {
+                    Ok(match result? {
+                        CancelOutcome::Cancelled(job) => {
+                            act.job_finished(&job);
+                            job_view(&job, None)
+                        }
+                        CancelOutcome::Requested(job) => {
+                            // If the agent's poll is parked on another replica, that replica
+                            // hears of the order from the database and sends it.
+                            act.dispatch.send_cancel(&job.agent_name, &job.id);
+                            job_view(&job, None)
+                        }
+                        CancelOutcome::AlreadyFinished(job) => job_view(&job, None),
+                    })
+                }),
+        )
+    }
+}

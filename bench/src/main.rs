@@ -3,10 +3,13 @@
 //!
 //! Prints, per backend: trigger -> agent receives the job (p50/p99) with 1 and with 100
 //! agents; sustained jobs per second end to end; fan-out to 1,000 agents until every agent
-//! holds its job.
+//! holds its job. With `--replicas N` (PostgreSQL; N orchestrators in this process on one
+//! database) also: trigger through one replica -> agent polling another holds the job,
+//! and the synchronous trigger's round trip through a replica other than the agent's,
+//! each beside the same figure on one replica.
 //!
 //!     cargo run --release -p scriptmesh-bench -- [--postgres postgres://postgres@127.0.0.1:5432/postgres]
-//!         [--jobs N] [--fanout-agents N]
+//!         [--jobs N] [--fanout-agents N] [--replicas N]
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::future::join_all;
@@ -22,6 +25,7 @@ use tokio::sync::mpsc;
 
 struct Options {
     postgres: Option<String>,
+    replicas: usize,
     latency_jobs: usize,
     throughput_jobs: usize,
     fanout_agents: usize,
@@ -30,6 +34,7 @@ struct Options {
 fn parse_args() -> Options {
     let mut options = Options {
         postgres: None,
+        replicas: 1,
         latency_jobs: 1000,
         throughput_jobs: 10_000,
         fanout_agents: 1000,
@@ -39,11 +44,17 @@ fn parse_args() -> Options {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
             "--postgres" => options.postgres = Some(value()),
+            "--replicas" => {
+                options.replicas = value().parse().expect("--replicas takes a number");
+                assert!(options.replicas >= 1, "--replicas takes 1 or more");
+            }
             "--jobs" => options.latency_jobs = value().parse().expect("--jobs takes a number"),
             "--throughput-jobs" => options.throughput_jobs = value().parse().expect("--throughput-jobs takes a number"),
             "--fanout-agents" => options.fanout_agents = value().parse().expect("--fanout-agents takes a number"),
             "-h" | "--help" => {
-                println!("bench [--postgres ADMIN_URL] [--jobs N] [--throughput-jobs N] [--fanout-agents N]");
+                println!(
+                    "bench [--postgres ADMIN_URL] [--replicas N] [--jobs N] [--throughput-jobs N] [--fanout-agents N]"
+                );
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other}"),
@@ -100,8 +111,7 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn run_backend(database_url: &str, options: &Options) {
-    let port = free_port();
+fn orchestrator_config(database_url: &str, port: u16) -> orchestrator::config::Config {
     let vars: HashMap<&str, String> = HashMap::from([
         ("BIND_ADDR", format!("127.0.0.1:{port}")),
         ("DATABASE_URL", database_url.to_owned()),
@@ -110,24 +120,51 @@ fn run_backend(database_url: &str, options: &Options) {
         ("HTTP_WORKERS", "2".to_owned()),
         ("DATABASE_POOL_SIZE", std::env::var("BENCH_POOL").unwrap_or("16".into())),
     ]);
-    let config = orchestrator::config::Config::from_lookup(|name| vars.get(name).cloned()).expect("config");
-    // The key is written (and the schema migrated) before the server starts.
-    let key = actix_rt::System::new().block_on(create_key(&config));
+    orchestrator::config::Config::from_lookup(|name| vars.get(name).cloned()).expect("config")
+}
+
+/// Starts an orchestrator on its own thread; returns its base URL once it answers.
+fn start_orchestrator(config: orchestrator::config::Config) -> String {
+    let base = format!("http://{}", config.bind_addr);
     std::thread::spawn(move || {
         if let Err(error) = orchestrator::server::run(config) {
             eprintln!("orchestrator stopped: {error}");
         }
     });
-    let base = format!("http://127.0.0.1:{port}");
     wait_until_up(&base);
+    base
+}
+
+fn run_backend(database_url: &str, options: &Options) {
+    let first = orchestrator_config(database_url, free_port());
+    // The key is written (and the schema migrated) before the server starts.
+    let key = actix_rt::System::new().block_on(create_key(&first));
+    let replicas = if database_url.starts_with("sqlite") {
+        1
+    } else {
+        options.replicas
+    };
+    let mut bases = vec![start_orchestrator(first)];
+    for _ in 1..replicas {
+        bases.push(start_orchestrator(orchestrator_config(database_url, free_port())));
+    }
 
     actix_rt::System::new().block_on(async move {
-        let bench = Bench { base, key };
-        bench.latency(1, options.latency_jobs).await;
-        bench.latency(100, options.latency_jobs).await;
+        let bench = Bench { bases, key };
+        bench.latency(1, options.latency_jobs, 0, 0).await;
+        bench.latency(100, options.latency_jobs, 0, 0).await;
+        if bench.bases.len() > 1 {
+            bench.latency(1, options.latency_jobs, 0, 1).await;
+            bench.latency(100, options.latency_jobs, 0, 1).await;
+            bench.sync_round_trip(options.latency_jobs, 1, 1).await;
+            bench.sync_round_trip(options.latency_jobs, 0, 1).await;
+        }
         bench.throughput(100, options.throughput_jobs).await;
         bench.fan_out(options.fanout_agents).await;
     });
+    if options.replicas > 1 && replicas == 1 {
+        println!("(--replicas applies to PostgreSQL: SQLite serves one orchestrator process)");
+    }
 }
 
 /// A verified account and an API key, made by the orchestrator's own `bootstrap`.
@@ -160,7 +197,8 @@ fn client() -> awc::Client {
 }
 
 struct Bench {
-    base: String,
+    /// The replicas' base URLs (one without --replicas).
+    bases: Vec<String>,
     key: String,
 }
 
@@ -169,8 +207,13 @@ type Received = (String, Instant);
 
 impl Bench {
     async fn post(&self, client: &awc::Client, path: &str, body: &Value) -> (u16, Value) {
+        self.post_to(0, client, path, body).await
+    }
+
+    /// POST through replica `replica`.
+    async fn post_to(&self, replica: usize, client: &awc::Client, path: &str, body: &Value) -> (u16, Value) {
         let mut response = client
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.bases[replica]))
             .bearer_auth(&self.key)
             .send_json(body)
             .await
@@ -180,13 +223,15 @@ impl Bench {
         (status, body)
     }
 
-    /// Starts `count` simulated agents named `{prefix}-{i}`, tagged `bench`, each polling with
-    /// `capacity` slots; every job they get is started and reported at once.
+    /// Starts `count` simulated agents named `{prefix}-{i}`, tagged `bench`, each polling
+    /// replica `replica` with `capacity` slots; every job they get is started and reported
+    /// at once.
     async fn start_agents(
         &self,
         prefix: &str,
         count: usize,
         capacity: u32,
+        replica: usize,
     ) -> (mpsc::UnboundedReceiver<Received>, Rc<RefCell<bool>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let stop = Rc::new(RefCell::new(false));
@@ -207,7 +252,8 @@ impl Bench {
                     ..Default::default()
                 };
                 let (status, _) = self
-                    .post(
+                    .post_to(
+                        replica,
                         &client,
                         "/register-agent",
                         &serde_json::to_value(request).unwrap_or_default(),
@@ -218,7 +264,7 @@ impl Bench {
             }
         });
         for name in join_all(registrations).await {
-            let (tx, stop, base, key) = (tx.clone(), stop.clone(), self.base.clone(), self.key.clone());
+            let (tx, stop, base, key) = (tx.clone(), stop.clone(), self.bases[replica].clone(), self.key.clone());
             actix_rt::spawn(async move { simulated_agent(base, key, name, capacity, tx, stop).await });
         }
         // Let every agent park its first poll.
@@ -226,16 +272,18 @@ impl Bench {
         (rx, stop)
     }
 
-    async fn latency(&self, agents: usize, jobs: usize) {
-        let prefix = format!("lat{agents}");
-        let (mut received, stop) = self.start_agents(&prefix, agents, 1).await;
+    /// Triggers through replica `via` for agents polling replica `on`.
+    async fn latency(&self, agents: usize, jobs: usize, via: usize, on: usize) {
+        let prefix = format!("lat{agents}-{via}-{on}");
+        let (mut received, stop) = self.start_agents(&prefix, agents, 1, on).await;
         let client = client();
         let mut samples = Vec::with_capacity(jobs);
         for i in 0..jobs {
             let agent = format!("{prefix}-{}", i % agents);
             let sent = Instant::now();
             let (status, body) = self
-                .post(
+                .post_to(
+                    via,
                     &client,
                     "/trigger-script",
                     &json!({"agent": agent, "run_script": "noop.sh", "async_exec": true}),
@@ -256,7 +304,40 @@ impl Bench {
         *stop.borrow_mut() = true;
         samples.sort();
         println!(
-            "trigger -> agent receives job, {agents:>3} agent(s), {jobs} jobs: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            "trigger -> agent receives job, {agents:>3} agent(s), {jobs} jobs{}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            replicas_label(self.bases.len(), via, on),
+            ms(percentile(&samples, 0.50)),
+            ms(percentile(&samples, 0.99)),
+            ms(*samples.last().unwrap_or(&Duration::ZERO)),
+        );
+    }
+
+    /// `async_exec: false` through replica `via` for an agent polling replica `on`: from
+    /// the request until the answer with the result.
+    async fn sync_round_trip(&self, jobs: usize, via: usize, on: usize) {
+        let prefix = format!("sync-{via}-{on}");
+        let (_received, stop) = self.start_agents(&prefix, 1, 1, on).await;
+        let client = client();
+        let mut samples = Vec::with_capacity(jobs);
+        for _ in 0..jobs {
+            let sent = Instant::now();
+            let (status, body) = self
+                .post_to(
+                    via,
+                    &client,
+                    "/trigger-script",
+                    &json!({"agent": format!("{prefix}-0"), "run_script": "noop.sh", "async_exec": false}),
+                )
+                .await;
+            assert_eq!(status, 200, "synchronous trigger: {body}");
+            assert_eq!(body["status"], "success", "synchronous trigger: {body}");
+            samples.push(sent.elapsed());
+        }
+        *stop.borrow_mut() = true;
+        samples.sort();
+        println!(
+            "synchronous trigger round trip, {jobs} jobs{}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            replicas_label(self.bases.len(), via, on),
             ms(percentile(&samples, 0.50)),
             ms(percentile(&samples, 0.99)),
             ms(*samples.last().unwrap_or(&Duration::ZERO)),
@@ -265,7 +346,7 @@ impl Bench {
 
     async fn throughput(&self, agents: usize, jobs: usize) {
         let prefix = "tput";
-        let (mut received, stop) = self.start_agents(prefix, agents, 8).await;
+        let (mut received, stop) = self.start_agents(prefix, agents, 8, 0).await;
         let started = Instant::now();
         let triggerers = 16;
         let per = jobs / triggerers;
@@ -305,7 +386,7 @@ impl Bench {
 
     async fn fan_out(&self, agents: usize) {
         let prefix = "fan";
-        let (mut received, stop) = self.start_agents(prefix, agents, 1).await;
+        let (mut received, stop) = self.start_agents(prefix, agents, 1, 0).await;
         let client = client();
         let started = Instant::now();
         let (status, body) = self
@@ -383,6 +464,17 @@ async fn simulated_agent(
                 .send_json(&report)
                 .await;
         }
+    }
+}
+
+/// ", via replica 0 for agents on replica 1", or nothing with one replica.
+fn replicas_label(replicas: usize, via: usize, on: usize) -> String {
+    if replicas == 1 {
+        String::new()
+    } else if via == on {
+        format!(" (same replica, {replicas} replicas)")
+    } else {
+        format!(" (through replica {via}, agents on replica {on})")
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod bootstrap;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod db;
@@ -18,6 +19,7 @@ pub mod server;
 pub mod state;
 pub mod tenant;
 pub mod views;
+pub mod watch;
 
 use std::process::ExitCode;
 

@@ -4,6 +4,7 @@ use crate::api;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::key_cache::KeyCache;
 use crate::auth::rate_limit::RateLimiter;
+use crate::cluster;
 use crate::config::{Config, LogFormat};
 use crate::dashboard;
 use crate::db::{self, Db};
@@ -12,7 +13,8 @@ use crate::events::EventBus;
 use crate::integrations::IntegrationDispatcher;
 use crate::metrics::{http::track_requests, Metrics};
 use crate::state::AppState;
-use crate::tenant::TenantRegistry;
+use crate::tenant::{SupervisorDeps, TenantRegistry};
+use crate::watch::Watchers;
 use actix::{Actor, Arbiter};
 use actix_web::middleware::{from_fn, ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
@@ -21,6 +23,11 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use utoipa_actix_web::AppExt;
+
+/// How long an API key lookup is reused. Revocations evict at once (on every replica, as
+/// soon as it hears of them), so this only bounds how long a change made behind the API's
+/// back (SQL on the database) goes unseen.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -43,8 +50,25 @@ pub fn run(config: Config) -> std::io::Result<()> {
 async fn serve(config: Config) -> std::io::Result<()> {
     let io_error = |e: crate::error::Error| std::io::Error::other(e.to_string());
     let backend = db::Backend::from_url(&config.database_url).map_err(std::io::Error::other)?;
-    tracing::info!(backend = backend.name(), "opening the database and applying migrations");
-    let db = Db::connect(&config.database_url, config.database_pool_size)
+    // PostgreSQL connections carry this process's name, which the notification triggers
+    // pass on so that each replica can tell its own writes from the others'.
+    let replica = cluster::replica_name();
+    let (database_url, _sqlite_lock) = match &backend {
+        db::Backend::Postgres(url) => (
+            cluster::with_application_name(url, &replica)
+                .map_err(|e| std::io::Error::other(format!("DATABASE_URL: {e}")))?,
+            None,
+        ),
+        db::Backend::Sqlite(path) => (
+            config.database_url.clone(),
+            Some(
+                cluster::single_process_lock(std::path::Path::new(path))
+                    .map_err(|e| std::io::Error::other(format!("DATABASE_URL: {e}")))?,
+            ),
+        ),
+    };
+    tracing::info!(backend = backend.name(), %replica, "opening the database and applying migrations");
+    let db = Db::connect(&database_url, config.database_pool_size)
         .await
         .map_err(io_error)?;
 
@@ -65,7 +89,29 @@ async fn serve(config: Config) -> std::io::Result<()> {
         .with_listener(integrations.clone().recipient())
         .start();
     let arbiters: Vec<_> = (0..config.workers.max(1)).map(|_| Arbiter::new().handle()).collect();
-    let tenants = TenantRegistry::new(db.clone(), events.clone(), config.clone(), metrics.clone(), arbiters).start();
+    let watchers = Arc::new(Watchers::default());
+    let key_cache = Arc::new(KeyCache::new(KEY_CACHE_TTL));
+    let deps = SupervisorDeps {
+        db: db.clone(),
+        events: events.clone(),
+        metrics: metrics.clone(),
+        watchers: watchers.clone(),
+    };
+    let tenants = TenantRegistry::new(deps, config.clone(), key_cache.clone(), arbiters).start();
+    if matches!(db, Db::Postgres(_)) {
+        // Until the listener is up, revocations elsewhere could go unheard.
+        key_cache.set_trusted(false);
+        cluster::spawn_listener(
+            database_url.clone(),
+            cluster::Router {
+                me: replica.clone(),
+                registry: tenants.clone(),
+                watchers: watchers.clone(),
+                keys: key_cache.clone(),
+                metrics: metrics.clone(),
+            },
+        );
+    }
 
     let state = web::Data::new(AppState {
         db,
@@ -73,7 +119,8 @@ async fn serve(config: Config) -> std::io::Result<()> {
         jwt: JwtKeys::new(secret.as_bytes()),
         mailer: Arc::new(mailer),
         rate_limiter: RateLimiter::new(Duration::from_secs(60)),
-        key_cache: KeyCache::new(Duration::from_secs(5)),
+        key_cache,
+        watchers,
         tenants,
         events,
         integrations,

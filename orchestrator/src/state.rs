@@ -10,6 +10,7 @@ use crate::events::EventBus;
 use crate::integrations::IntegrationDispatcher;
 use crate::metrics::Metrics;
 use crate::tenant::TenantRegistry;
+use crate::watch::Watchers;
 use actix::Addr;
 use std::sync::Arc;
 
@@ -19,7 +20,9 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub mailer: Arc<Mailer>,
     pub rate_limiter: RateLimiter,
-    pub key_cache: KeyCache,
+    pub key_cache: Arc<KeyCache>,
+    /// Requests waiting for jobs to change (see `watch`).
+    pub watchers: Arc<Watchers>,
     pub tenants: Addr<TenantRegistry>,
     pub events: Addr<EventBus>,
     /// Sends integration deliveries (test deliveries are asked of it directly).

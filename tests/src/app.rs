@@ -9,6 +9,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The password every helper registers with (long enough for the 10-character rule).
@@ -108,8 +109,10 @@ pub struct TestApp {
     env: Vec<(String, String)>,
     program: PathBuf,
     log_path: PathBuf,
-    // Dropped after the process is killed (see `Drop`), and the directory last.
-    database: TestDatabase,
+    // Dropped after the process is killed (see `Drop`), and the directories last. Replicas
+    // share the database (and the directory a SQLite file lives in) with the first app.
+    database: Arc<TestDatabase>,
+    database_dir: Arc<tempfile::TempDir>,
     dir: tempfile::TempDir,
 }
 
@@ -125,11 +128,40 @@ impl TestApp {
     }
 
     async fn start_with(overrides: Vec<(String, String)>) -> Result<TestApp, StartFailure> {
-        let dir = tempfile::Builder::new()
-            .prefix("scriptmesh-test-")
-            .tempdir()
-            .expect("a temporary directory");
-        let database = TestDatabase::create(dir.path()).await;
+        let database_dir = Arc::new(temporary_directory());
+        let database = Arc::new(TestDatabase::create(database_dir.path()).await);
+        Self::start_on(database, database_dir, overrides).await
+    }
+
+    /// Another orchestrator process on this app's database, with its JWT secret and
+    /// variables: a replica, as behind a load balancer. On SQLite it is refused (SQLite is
+    /// the one-process default), which `try_start_replica` hands back.
+    pub async fn start_replica(&self) -> TestApp {
+        self.try_start_replica()
+            .await
+            .unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    pub async fn try_start_replica(&self) -> Result<TestApp, StartFailure> {
+        let mut overrides: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(key, _)| !matches!(key.as_str(), "BIND_ADDR" | "DATABASE_URL" | "SMTP_URL"))
+            .cloned()
+            .collect();
+        if self.jwt_secret.is_empty() {
+            // The first app generated its secret (kept in the database): so does this one.
+            overrides.push(("JWT_SECRET".into(), String::new()));
+        }
+        Self::start_on(self.database.clone(), self.database_dir.clone(), overrides).await
+    }
+
+    async fn start_on(
+        database: Arc<TestDatabase>,
+        database_dir: Arc<tempfile::TempDir>,
+        overrides: Vec<(String, String)>,
+    ) -> Result<TestApp, StartFailure> {
+        let dir = temporary_directory();
         let smtp = SmtpSink::start();
         let jwt_secret = Alphanumeric.sample_string(&mut rand::rng(), 48);
         let mut env: Vec<(String, String)> = [
@@ -169,6 +201,7 @@ impl TestApp {
             program: binary_path("sm-test-orchestrator"),
             log_path: dir.path().join("orchestrator.log"),
             database,
+            database_dir,
             dir,
         };
         app.launch().await?;
@@ -429,6 +462,13 @@ impl Drop for TestApp {
             );
         }
     }
+}
+
+fn temporary_directory() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("scriptmesh-test-")
+        .tempdir()
+        .expect("a temporary directory")
 }
 
 /// Milliseconds since the Unix epoch, as the database stores times.

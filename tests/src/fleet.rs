@@ -41,6 +41,15 @@ impl Fleet {
         Fleet { app, session, key }
     }
 
+    /// The same user and key on another orchestrator (a replica on the same database).
+    pub fn joined_by(&self, app: TestApp) -> Fleet {
+        Fleet {
+            app,
+            session: self.session.clone(),
+            key: self.key.clone(),
+        }
+    }
+
     /// The user's JWT, for the `token` argument of the HTTP shorthands.
     pub fn token(&self) -> Option<&str> {
         Some(&self.session.access_token)

@@ -3,10 +3,9 @@
 //! by writing the schedule's `next_fire_at` a few seconds ahead (or behind, for a missed
 //! fire) and restarting the orchestrator, which reloads its timers from the database.
 
-use scriptmesh_tests::{binary_path, now_ms, wait_for, wait_until, AgentSpec, Method, Session, StatusCode, TestApp};
+use scriptmesh_tests::cluster::SQLITE_REFUSAL;
+use scriptmesh_tests::{now_ms, wait_for, wait_until, AgentSpec, Method, Session, StatusCode, TestApp};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -796,58 +795,6 @@ fn chrono_ms(text: &str) -> i64 {
         .timestamp_millis()
 }
 
-/// A second orchestrator process on the same database, as another replica would be.
-struct Replica {
-    child: Child,
-    log_path: std::path::PathBuf,
-}
-
-impl Replica {
-    fn start(app: &TestApp) -> Replica {
-        let log_path = app.dir().join("replica.log");
-        let log = std::fs::File::create(&log_path).expect("the replica's log");
-        let mut child = Command::new(binary_path("sm-test-orchestrator"))
-            .env("BIND_ADDR", "127.0.0.1:0")
-            .env("DATABASE_URL", app.database_url())
-            .env("JWT_SECRET", &app.jwt_secret)
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .env("BCRYPT_COST", "4")
-            .env("HTTP_WORKERS", "1")
-            .env_remove("SMTP_URL")
-            .env_remove("RESEND_API_KEY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start a second orchestrator");
-        let stdout = child.stdout.take().expect("its stdout");
-        let (ready, waiting) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("listening on") {
-                    let _ = ready.send(());
-                }
-            }
-        });
-        waiting
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the second orchestrator to come up");
-        Replica { child, log_path }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[actix_rt::test]
 async fn two_replicas_fire_a_slot_once() {
     let mut fleet = Fleet::start().await;
@@ -867,7 +814,9 @@ async fn two_replicas_fire_a_slot_once() {
     let id = created["id"].as_str().unwrap();
 
     fleet.due_at(&[id], now_ms() + 6_000).await;
-    let replica = Replica::start(&fleet.app);
+    let Some(replica) = replica_or_refusal(&fleet.app).await else {
+        return;
+    };
     fleet.wait_for_runs(id, 1).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(outcomes(&fleet.runs(id).await), ["fired"]);
@@ -877,4 +826,16 @@ async fn two_replicas_fire_a_slot_once() {
         fleet.app.log().contains(claimed_twice) || replica.log().contains(claimed_twice),
         "one replica lost the compare-and-set"
     );
+}
+
+/// A replica of `app`, or on SQLite (one process only) a check that it is refused.
+async fn replica_or_refusal(app: &TestApp) -> Option<TestApp> {
+    match app.try_start_replica().await {
+        Ok(replica) => Some(replica),
+        Err(failure) if app.backend() == "sqlite" => {
+            assert!(failure.stderr.contains(SQLITE_REFUSAL), "{failure}");
+            None
+        }
+        Err(failure) => panic!("{failure}"),
+    }
 }

@@ -104,28 +104,22 @@ async fn trigger(
     }
 }
 
-/// Waits until the job is terminal or `wait` has passed, then returns it as stored.
+/// Waits until the job is terminal or `wait` has passed (whichever replica finishes it),
+/// then returns it as stored.
 async fn wait_for_completion(
     state: &AppState,
     tenant_id: &str,
     job_id: &str,
     wait: Duration,
 ) -> Result<db::models::Job> {
-    // Register before reading, so a completion between the two is not missed.
-    let done = tenant::ask(
-        &state.tenants,
-        tenant_id,
-        messages::AwaitCompletion {
-            job_id: job_id.to_owned(),
-        },
-    )
-    .await?;
-    let job = load(state, tenant_id, job_id).await?;
-    if JobStatus::parse(&job.status).is_some_and(JobStatus::is_terminal) {
-        return Ok(job);
-    }
-    let _ = tokio::time::timeout(wait, done).await;
-    load(state, tenant_id, job_id).await
+    state
+        .watchers
+        .wait_until(job_id, wait, || async {
+            let job = load(state, tenant_id, job_id).await?;
+            let finished = JobStatus::parse(&job.status).is_some_and(JobStatus::is_terminal);
+            Ok((finished, job))
+        })
+        .await
 }
 
 async fn load(state: &AppState, tenant_id: &str, job_id: &str) -> Result<db::models::Job> {
@@ -223,18 +217,57 @@ async fn list(state: web::Data<AppState>, caller: Caller, query: web::Query<List
     }))
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct GetQuery {
+    /// Hold the request until the job is finished or this many seconds (at most 300)
+    /// have passed, then answer the job as it stands. Absent or 0: answer at once.
+    wait: Option<String>,
+}
+
+/// Longest `GET /jobs/{id}?wait=` holds a request.
+const MAX_GET_WAIT_SECS: u64 = 300;
+
+/// `?wait=`: whole seconds, 0 to [`MAX_GET_WAIT_SECS`].
+fn parse_wait(value: Option<&str>) -> Result<Duration> {
+    let Some(text) = value else {
+        return Ok(Duration::ZERO);
+    };
+    let secs: u64 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|secs| *secs <= MAX_GET_WAIT_SECS)
+        .ok_or_else(|| Error::Validation(format!("wait must be whole seconds from 0 to {MAX_GET_WAIT_SECS}")))?;
+    Ok(Duration::from_secs(secs))
+}
+
 /// One job and its result.
+///
+/// With `?wait=N` the request is held until the job is finished or N seconds have passed
+/// (on whichever orchestrator replica it finishes), so scripts need not poll.
 #[utoipa::path(
     get, path = "/jobs/{job_id}", tag = "jobs",
-    params(("job_id" = String, Path, description = "The job's id")),
+    params(("job_id" = String, Path, description = "The job's id"), GetQuery),
     responses(
         (status = 200, description = "The job", body = JobView),
         (status = 404, description = "No such job in your tenant"),
+        (status = 422, description = "`wait` is not whole seconds from 0 to 300"),
     ),
     security(("bearer" = [])),
 )]
-async fn get(state: web::Data<AppState>, caller: Caller, job_id: web::Path<String>) -> Result<HttpResponse> {
-    let job = load(&state, &caller.tenant_id, &job_id).await?;
+async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    job_id: web::Path<String>,
+    query: web::Query<GetQuery>,
+) -> Result<HttpResponse> {
+    let wait = parse_wait(query.wait.as_deref())?;
+    let job = if wait.is_zero() {
+        load(&state, &caller.tenant_id, &job_id).await?
+    } else {
+        wait_for_completion(&state, &caller.tenant_id, &job_id, wait).await?
+    };
     let online = if job.status == "pending" {
         db::agents::find(&state.db, &caller.tenant_id, &job.agent_name)
             .await?

@@ -1,16 +1,20 @@
 //! A short-lived in-memory cache of API key lookups: agents present their key on every
 //! poll, start and result, and the lookup need not hit the database each time. Revoking a
-//! key evicts it at once; the time-to-live bounds how long another replica may still
-//! accept a key revoked elsewhere.
+//! key evicts it at once here, and on the other replicas as soon as they hear of it from
+//! the database (`cluster`). While a replica cannot hear (its listening connection is
+//! down), it does not trust the cache at all: every lookup goes to the database.
 
 use crate::db::models::ApiKey;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct KeyCache {
     ttl: Duration,
     entries: Mutex<HashMap<String, (ApiKey, Instant)>>,
+    /// False while revocations elsewhere could go unheard.
+    trusted: AtomicBool,
 }
 
 impl KeyCache {
@@ -18,6 +22,19 @@ impl KeyCache {
         KeyCache {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            trusted: AtomicBool::new(true),
+        }
+    }
+
+    /// Stops (false) or resumes (true) answering from the cache; either way what it
+    /// held is forgotten, since revocations may have been missed meanwhile.
+    pub fn set_trusted(&self, trusted: bool) {
+        if trusted {
+            self.lock().clear();
+            self.trusted.store(true, Ordering::SeqCst);
+        } else {
+            self.trusted.store(false, Ordering::SeqCst);
+            self.lock().clear();
         }
     }
 
@@ -27,12 +44,18 @@ impl KeyCache {
     }
 
     pub fn get(&self, key_hash: &str) -> Option<ApiKey> {
+        if !self.trusted.load(Ordering::SeqCst) {
+            return None;
+        }
         let entries = self.lock();
         let (key, cached_at) = entries.get(key_hash)?;
         (cached_at.elapsed() < self.ttl).then(|| key.clone())
     }
 
     pub fn put(&self, key: ApiKey) {
+        if !self.trusted.load(Ordering::SeqCst) {
+            return;
+        }
         let mut entries = self.lock();
         if entries.len() > 50_000 {
             let ttl = self.ttl;
@@ -76,5 +99,19 @@ mod tests {
         cache.put(key("b"));
         std::thread::sleep(Duration::from_millis(120));
         assert!(cache.get("hash-b").is_none());
+    }
+
+    #[test]
+    fn an_untrusted_cache_answers_nothing_and_forgets() {
+        let cache = KeyCache::new(Duration::from_secs(60));
+        cache.put(key("a"));
+        cache.set_trusted(false);
+        assert!(cache.get("hash-a").is_none());
+        cache.put(key("b"));
+        cache.set_trusted(true);
+        assert!(cache.get("hash-a").is_none(), "what it held before is gone");
+        assert!(cache.get("hash-b").is_none(), "nothing was kept while untrusted");
+        cache.put(key("c"));
+        assert!(cache.get("hash-c").is_some());
     }
 }

@@ -223,3 +223,14 @@ pub async fn touch_api_key(db: &Db, key_id: &str, now: i64) -> Result<()> {
         Ok(())
     })
 }
+
+/// Ids of keys revoked at or after `since`, for the re-check of other replicas' changes.
+pub async fn keys_changed_since(db: &Db, since: i64) -> Result<Vec<String>> {
+    with_conn!(db, |conn| {
+        Ok(api_keys::table
+            .filter(api_keys::revoked_at.ge(since))
+            .select(api_keys::id)
+            .load(conn)
+            .await?)
+    })
+}

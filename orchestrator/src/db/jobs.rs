@@ -445,3 +445,28 @@ pub async fn list(db: &Db, tenant_id: &str, filter: &JobFilter, limit: i64) -> R
         Ok(query.load(conn).await?)
     })
 }
+
+/// (tenant, agent) pairs with queued jobs, for the re-check of other replicas' changes
+/// (an index on pending jobs keeps it cheap).
+pub async fn queued_agents(db: &Db) -> Result<Vec<(String, String)>> {
+    with_conn!(db, |conn| {
+        Ok(jobs::table
+            .filter(jobs::status.eq(PENDING))
+            .select((jobs::tenant_id, jobs::agent_name))
+            .distinct()
+            .load(conn)
+            .await?)
+    })
+}
+
+/// (tenant, agent, job) of every cancel order an agent has yet to carry out.
+pub async fn outstanding_cancels(db: &Db) -> Result<Vec<(String, String, String)>> {
+    with_conn!(db, |conn| {
+        Ok(jobs::table
+            .filter(jobs::status.eq_any([RUNNING, DISPATCHED]))
+            .filter(jobs::cancel_requested.eq(true))
+            .select((jobs::tenant_id, jobs::agent_name, jobs::id))
+            .load(conn)
+            .await?)
+    })
+}

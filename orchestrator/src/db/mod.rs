@@ -173,13 +173,26 @@ pub async fn migrate(backend: &Backend) -> Result<()> {
     rx.await.map_err(|_| Error::Internal("migration thread died".into()))?
 }
 
+/// The PostgreSQL advisory lock key held while migrations run ("scriptme" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7363_7269_7074_6d65;
+
 pub fn migrate_blocking(backend: &Backend) -> Result<()> {
     let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| Error::Internal(format!("migrations: {e}"));
     match backend {
         Backend::Postgres(url) => {
             let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(url)
                 .map_err(|e| Error::DatabaseUnavailable(e.to_string()))?;
+            // Replicas starting together take turns: the first applies what is pending, the
+            // others then find nothing to do. (The lock goes with the connection.)
+            diesel::connection::SimpleConnection::batch_execute(
+                &mut conn,
+                &format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"),
+            )?;
             conn.run_pending_migrations(PG_MIGRATIONS).map_err(migration_error)?;
+            diesel::connection::SimpleConnection::batch_execute(
+                &mut conn,
+                &format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"),
+            )?;
         }
         Backend::Sqlite(path) => {
             let mut conn = SqliteConnection::establish(path).map_err(|e| Error::DatabaseUnavailable(e.to_string()))?;

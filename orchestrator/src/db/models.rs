@@ -74,7 +74,7 @@ pub struct AuditEntry {
     pub created_at: i64,
 }
 
-#[derive(Clone, Debug, Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = agents, treat_none_as_null = true)]
 pub struct Agent {
     pub tenant_id: String,

@@ -267,3 +267,15 @@ pub async fn claim_fire(db: &Db, fire: &Fire) -> Result<FireOutcome> {
         .await
     })
 }
+
+/// (tenant, schedule) of schedules created or changed at or after `since`, for the
+/// re-check of other replicas' changes. (A deleted schedule needs none: its claim fails.)
+pub async fn changed_since(db: &Db, since: i64) -> Result<Vec<(String, String)>> {
+    with_conn!(db, |conn| {
+        Ok(schedules::table
+            .filter(schedules::updated_at.ge(since))
+            .select((schedules::tenant_id, schedules::id))
+            .load(conn)
+            .await?)
+    })
+}

@@ -113,6 +113,8 @@ struct Inner {
     deliveries: IntCounterVec,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    listener_up: IntGauge,
+    notifications: IntCounter,
 }
 
 /// What the database says at scrape time.
@@ -191,6 +193,14 @@ impl Metrics {
             &["version"],
         )?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let listener_up = IntGauge::new(
+            "scriptmesh_replica_listener_up",
+            "1 while this process listens for other replicas' changes (PostgreSQL), else 0",
+        )?;
+        let notifications = IntCounter::new(
+            "scriptmesh_replica_notifications_total",
+            "Changes other orchestrator replicas announced to this one",
+        )?;
 
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(jobs_finished_vec),
@@ -202,6 +212,8 @@ impl Metrics {
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(build_info),
+            Box::new(listener_up.clone()),
+            Box::new(notifications.clone()),
         ];
         for collector in collectors {
             registry.register(collector)?;
@@ -220,8 +232,20 @@ impl Metrics {
                 deliveries,
                 http_requests,
                 http_duration,
+                listener_up,
+                notifications,
             }),
         })
+    }
+
+    /// The connection listening for other replicas' changes is up (or was lost).
+    pub fn listener_up(&self, up: bool) {
+        self.inner.listener_up.set(i64::from(up));
+    }
+
+    /// `count` notifications arrived from other replicas.
+    pub fn notifications_received(&self, count: u64) {
+        self.inner.notifications.inc_by(count);
     }
 
     /// A job reached a final status here (a result, a loss, a cancel).

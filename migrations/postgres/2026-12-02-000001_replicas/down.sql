@@ -1,0 +1,12 @@
+DROP INDEX agents_updated;
+DROP INDEX schedules_updated;
+DROP INDEX jobs_pending;
+DROP TRIGGER schedules_notify ON schedules;
+DROP TRIGGER api_keys_notify ON api_keys;
+DROP TRIGGER agents_notify ON agents;
+DROP TRIGGER jobs_notify ON jobs;
+DROP FUNCTION scriptmesh_notify_schedule();
+DROP FUNCTION scriptmesh_notify_key();
+DROP FUNCTION scriptmesh_notify_agent();
+DROP FUNCTION scriptmesh_notify_job();
+DROP FUNCTION scriptmesh_notify(TEXT, TEXT[]);

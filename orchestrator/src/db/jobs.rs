@@ -62,13 +62,75 @@ pub async fn find_fanout(db: &Db, tenant_id: &str, fanout_id: &str) -> Result<Op
     })
 }
 
-pub async fn of_fanout(db: &Db, tenant_id: &str, fanout_id: &str) -> Result<Vec<Job>> {
+/// A fan-out job without its output, with the output's size: enough for progress, and
+/// for planning how many outputs to read at once.
+pub struct FanoutJobState {
+    pub id: String,
+    pub agent_name: String,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub duration_ms: Option<i64>,
+    /// Characters of stdout plus stderr.
+    pub output_chars: i64,
+}
+
+diesel::define_sql_function! {
+    /// SQL `length(text)` (characters), the same on PostgreSQL and SQLite.
+    fn length(text: diesel::sql_types::Text) -> diesel::sql_types::Integer;
+}
+
+/// The fan-out's jobs by agent name, outputs left in the database.
+pub async fn fanout_job_states(db: &Db, tenant_id: &str, fanout_id: &str) -> Result<Vec<FanoutJobState>> {
+    type Row = (String, String, String, Option<i32>, Option<i64>, i32, i32);
+    let rows: Vec<Row> = with_conn!(db, |conn| {
+        jobs::table
+            .filter(jobs::tenant_id.eq(tenant_id))
+            .filter(jobs::fanout_id.eq(fanout_id))
+            .order((jobs::agent_name, jobs::id))
+            .select((
+                jobs::id,
+                jobs::agent_name,
+                jobs::status,
+                jobs::exit_code,
+                jobs::duration_ms,
+                length(jobs::stdout),
+                length(jobs::stderr),
+            ))
+            .load(conn)
+            .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, agent_name, status, exit_code, duration_ms, stdout_chars, stderr_chars)| FanoutJobState {
+                id,
+                agent_name,
+                status,
+                exit_code,
+                duration_ms,
+                output_chars: i64::from(stdout_chars) + i64::from(stderr_chars),
+            },
+        )
+        .collect())
+}
+
+/// A job's result as the fan-out comparison reads it.
+#[derive(Queryable)]
+pub struct JobOutput {
+    pub id: String,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The results of these jobs of the tenant (in no particular order).
+pub async fn outputs(db: &Db, tenant_id: &str, job_ids: &[String]) -> Result<Vec<JobOutput>> {
     with_conn!(db, |conn| {
         Ok(jobs::table
             .filter(jobs::tenant_id.eq(tenant_id))
-            .filter(jobs::fanout_id.eq(fanout_id))
-            .order(jobs::agent_name)
-            .select(Job::as_select())
+            .filter(jobs::id.eq_any(job_ids))
+            .select((jobs::id, jobs::status, jobs::exit_code, jobs::stdout, jobs::stderr))
             .load(conn)
             .await?)
     })

@@ -524,32 +524,20 @@ async fn fanout_diff_groups_agents_and_masks_volatile_lines() {
     );
 
     // Both lines masked: one result. --json is the API's answer.
-    let same = cli
-        .run(&[
-            "fanout",
-            "diff",
-            &fanout_id,
-            "--mask",
-            r"host \S+",
-            "--mask",
-            r"version \S+",
-            "--json",
-        ])
-        .await;
+    let both = [
+        "fanout",
+        "diff",
+        &fanout_id,
+        "--mask",
+        r"host \S+",
+        "--mask",
+        r"version \S+",
+    ];
+    let same = cli.run(&[&both[..], &["--json"]].concat()).await;
     let same = same.assert_code(0).json();
     assert_eq!(same["groups"].as_array().map(Vec::len), Some(1), "{same}");
     assert_eq!(same["diff_options"]["mask"], json!([r"host \S+", r"version \S+"]));
-    let same_text = cli
-        .run(&[
-            "fanout",
-            "diff",
-            &fanout_id,
-            "--mask",
-            r"host \S+",
-            "--mask",
-            r"version \S+",
-        ])
-        .await;
+    let same_text = cli.run(&both).await;
     assert!(
         same_text
             .stdout

@@ -221,6 +221,12 @@ impl Page<'_> {
         }
     }
 
+    /// Asserts that nothing on the page matches `css` (markup that must not exist).
+    async fn assert_absent(&self, css: &str, why: &str) {
+        let found = self.browser.find_all(Locator::Css(css)).await.expect("query");
+        assert!(found.is_empty(), "{css}: {why}");
+    }
+
     async fn go(&self, base: &str, hash: &str) {
         self.browser.goto(&format!("{base}/{hash}")).await.expect("navigate");
     }
@@ -349,14 +355,8 @@ async fn the_whole_flow(app: &TestApp, browser: &Client) {
     page.wait_for_text("#job-status", "success").await;
     let stdout = page.wait_for_text("#job-stdout", "dashboard says hello to").await;
     assert_eq!(stdout.trim(), "dashboard says hello to <b>browser</b>");
-    assert!(
-        browser
-            .find_all(Locator::Css("#job-stdout b"))
-            .await
-            .expect("query")
-            .is_empty(),
-        "script output must not be parsed as HTML"
-    );
+    page.assert_absent("#job-stdout b", "script output must not be parsed as HTML")
+        .await;
     page.wait_for_text("#job-stderr", "oops").await;
 
     // The jobs list shows it, finished.
@@ -398,14 +398,8 @@ async fn the_whole_flow(app: &TestApp, browser: &Client) {
         .wait_for_text(".fanout-group .diff .diff-add", "+<i>web-2</i> says hello")
         .await;
     assert_eq!(added.trim(), "+<i>web-2</i> says hello");
-    assert!(
-        browser
-            .find_all(Locator::Css(".diff i"))
-            .await
-            .expect("query")
-            .is_empty(),
-        "diff text must not be parsed as HTML"
-    );
+    page.assert_absent(".diff i", "diff text must not be parsed as HTML")
+        .await;
     page.wait_for_text("#fanout-progress tr[data-agent='web-2']", "success")
         .await;
     // A mask that hides the differing line: one result.

@@ -428,7 +428,11 @@ mod tests {
         let names: Vec<&str> = params.iter().map(|(name, _)| *name).collect();
         assert_eq!(names, ["id", "groups", "mask", "ignore_trailing_whitespace", "context"]);
         let mask = params[2].1;
-        assert_eq!((&mask["in"], &mask["explode"]), (&"query".into(), &true.into()), "{mask}");
+        assert_eq!(
+            (&mask["in"], &mask["explode"]),
+            (&"query".into(), &true.into()),
+            "{mask}"
+        );
         assert_eq!(mask["schema"]["type"], "array", "{mask}");
         assert!(fan_out["responses"]["422"].is_object());
         let schemas = &json["components"]["schemas"];

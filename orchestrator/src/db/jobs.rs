@@ -70,13 +70,15 @@ pub struct FanoutJobState {
     pub status: String,
     pub exit_code: Option<i32>,
     pub duration_ms: Option<i64>,
-    /// Characters of stdout plus stderr.
-    pub output_chars: i64,
+    /// Bytes of stdout plus stderr.
+    pub output_bytes: i64,
 }
 
 diesel::define_sql_function! {
-    /// SQL `length(text)` (characters), the same on PostgreSQL and SQLite.
-    fn length(text: diesel::sql_types::Text) -> diesel::sql_types::Integer;
+    /// SQL `octet_length(text)`, the same on PostgreSQL and SQLite (3.43+). Unlike
+    /// `length`, neither reads the text to answer (PostgreSQL does not detoast it, SQLite
+    /// does not load its overflow pages), so the job list stays cheap with large outputs.
+    fn octet_length(text: diesel::sql_types::Text) -> diesel::sql_types::Integer;
 }
 
 /// The fan-out's jobs by agent name, outputs left in the database.
@@ -93,8 +95,8 @@ pub async fn fanout_job_states(db: &Db, tenant_id: &str, fanout_id: &str) -> Res
                 jobs::status,
                 jobs::exit_code,
                 jobs::duration_ms,
-                length(jobs::stdout),
-                length(jobs::stderr),
+                octet_length(jobs::stdout),
+                octet_length(jobs::stderr),
             ))
             .load(conn)
             .await?
@@ -102,13 +104,13 @@ pub async fn fanout_job_states(db: &Db, tenant_id: &str, fanout_id: &str) -> Res
     Ok(rows
         .into_iter()
         .map(
-            |(id, agent_name, status, exit_code, duration_ms, stdout_chars, stderr_chars)| FanoutJobState {
+            |(id, agent_name, status, exit_code, duration_ms, stdout_bytes, stderr_bytes)| FanoutJobState {
                 id,
                 agent_name,
                 status,
                 exit_code,
                 duration_ms,
-                output_chars: i64::from(stdout_chars) + i64::from(stderr_chars),
+                output_bytes: i64::from(stdout_bytes) + i64::from(stderr_bytes),
             },
         )
         .collect())

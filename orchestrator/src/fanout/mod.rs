@@ -2,7 +2,7 @@
 //! outcome with each group's unified diff against the baseline (the largest group).
 //!
 //! Memory stays bounded whatever the fleet: the job list is read without outputs, then the
-//! finished jobs' outputs a few at a time (about `PAGE_CHARS` per read) to be normalised and
+//! finished jobs' outputs a few at a time (about `PAGE_BYTES` per read) to be normalised and
 //! hashed, keeping only per-group metadata; the diffs then read one representative output
 //! per group, for at most `MAX_DIFFED_GROUPS` groups, each diff capped and time-limited.
 
@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How much output one read of the database brings in, in characters (stdout + stderr).
-const PAGE_CHARS: i64 = 8 << 20;
+/// How much output one read of the database brings in, in bytes (stdout + stderr).
+const PAGE_BYTES: i64 = 8 << 20;
 /// ... and at most this many jobs.
 const PAGE_JOBS: usize = 64;
 /// Groups beyond the baseline that get diffs (largest first); the rest say `diff_omitted`.
@@ -259,17 +259,17 @@ async fn group(db: &Db, tenant_id: &str, finished: &[&FanoutJobState], mut group
     Ok(grouper.finish())
 }
 
-/// Consecutive runs of jobs holding about `PAGE_CHARS` of output (at least one job each).
+/// Consecutive runs of jobs holding about `PAGE_BYTES` of output (at least one job each).
 fn pages<'a>(jobs: &'a [&'a FanoutJobState]) -> impl Iterator<Item = &'a [&'a FanoutJobState]> {
     let mut rest = jobs;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
         }
-        let mut chars = 0;
+        let mut bytes = 0;
         let mut end = 0;
-        while end < rest.len() && end < PAGE_JOBS && (end == 0 || chars + rest[end].output_chars <= PAGE_CHARS) {
-            chars += rest[end].output_chars;
+        while end < rest.len() && end < PAGE_JOBS && (end == 0 || bytes + rest[end].output_bytes <= PAGE_BYTES) {
+            bytes += rest[end].output_bytes;
             end += 1;
         }
         let (page, remaining) = rest.split_at(end);
@@ -396,24 +396,24 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 mod tests {
     use super::*;
 
-    fn state(id: &str, output_chars: i64) -> FanoutJobState {
+    fn state(id: &str, output_bytes: i64) -> FanoutJobState {
         FanoutJobState {
             id: id.into(),
             agent_name: id.into(),
             status: "success".into(),
             exit_code: Some(0),
             duration_ms: None,
-            output_chars,
+            output_bytes,
         }
     }
 
     #[test]
-    fn pages_hold_about_page_chars_and_at_least_one_job() {
+    fn pages_hold_about_page_bytes_and_at_least_one_job() {
         let jobs: Vec<FanoutJobState> = (0..20).map(|i| state(&i.to_string(), 1 << 20)).collect();
         let refs: Vec<&FanoutJobState> = jobs.iter().collect();
         let sizes: Vec<usize> = pages(&refs).map(<[_]>::len).collect();
         assert_eq!(sizes, [8, 8, 4]);
-        let huge = [state("big", PAGE_CHARS * 3), state("small", 10)];
+        let huge = [state("big", PAGE_BYTES * 3), state("small", 10)];
         let refs: Vec<&FanoutJobState> = huge.iter().collect();
         assert_eq!(pages(&refs).map(<[_]>::len).collect::<Vec<_>>(), [1, 1]);
         let tiny: Vec<FanoutJobState> = (0..100).map(|i| state(&i.to_string(), 0)).collect();

@@ -41,6 +41,9 @@ pub enum Command {
         /// The job id (job_...)
         id: String,
     },
+    /// Show a fan-out's jobs, or its agents grouped by outcome with diffs
+    #[command(subcommand)]
+    Fanout(FanoutCommand),
     /// Manage cron schedules
     #[command(subcommand)]
     Schedules(SchedulesCommand),
@@ -131,6 +134,34 @@ pub struct JobsArgs {
     /// Continue after this page (the cursor a previous page printed)
     #[arg(long)]
     pub cursor: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FanoutCommand {
+    /// The fan-out's progress and every agent's job
+    Show {
+        /// The fan-out id (fan_...)
+        id: String,
+    },
+    /// Agents grouped by outcome (status, exit code, stdout, stderr), each group's output
+    /// diffed against the largest group's
+    Diff(FanoutDiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FanoutDiffArgs {
+    /// The fan-out id (fan_...)
+    pub id: String,
+    /// Regular expression whose matches are replaced by <masked> in every line before
+    /// comparing (timestamps, host names); repeat for several
+    #[arg(long = "mask", value_name = "REGEX")]
+    pub masks: Vec<String>,
+    /// Ignore white space at line ends and blank lines at the end
+    #[arg(long)]
+    pub ignore_trailing_whitespace: bool,
+    /// Unchanged lines shown around each change (0-20)
+    #[arg(long, value_name = "LINES", default_value_t = 3)]
+    pub context: u8,
 }
 
 #[derive(Debug, Subcommand)]

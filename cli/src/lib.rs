@@ -17,6 +17,7 @@ use clap::Parser;
 use client::{Auth, Client};
 use credentials::CredentialStore;
 use output::Output;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,6 +33,8 @@ pub struct Environment {
     pub config_dir: Option<PathBuf>,
     pub xdg_config_home: Option<PathBuf>,
     pub home: Option<PathBuf>,
+    /// NO_COLOR is set (to anything): never colour output.
+    pub no_color: bool,
 }
 
 impl Environment {
@@ -42,6 +45,7 @@ impl Environment {
             config_dir: text("SCRIPTMESH_CONFIG_DIR").map(PathBuf::from),
             xdg_config_home: text("XDG_CONFIG_HOME").map(PathBuf::from),
             home: text("HOME").map(PathBuf::from),
+            no_color: std::env::var_os("NO_COLOR").is_some(),
         }
     }
 
@@ -63,7 +67,11 @@ pub fn main() -> ExitCode {
     match run(cli, &Environment::from_process()) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            Output { json: false }.note(format!("error: {error}"));
+            Output {
+                json: false,
+                colour: false,
+            }
+            .note(format!("error: {error}"));
             ExitCode::from(1)
         }
     }
@@ -71,7 +79,10 @@ pub fn main() -> ExitCode {
 
 /// Runs one parsed command; `Ok` holds the exit status.
 pub fn run(cli: Cli, environment: &Environment) -> Result<u8> {
-    let output = Output { json: cli.json };
+    let output = Output {
+        json: cli.json,
+        colour: !environment.no_color && std::io::stdout().is_terminal(),
+    };
     let url = cli.url.as_deref();
     match cli.command {
         Command::Login(args) => commands::session::login(url, environment, output, args),
@@ -81,6 +92,7 @@ pub fn run(cli: Cli, environment: &Environment) -> Result<u8> {
         Command::Run(args) => commands::run::run(&mut connect(url, environment)?, output, args),
         Command::Jobs(args) => commands::jobs::list(&mut connect(url, environment)?, output, args),
         Command::Job { id } => commands::jobs::show(&mut connect(url, environment)?, output, &id),
+        Command::Fanout(command) => commands::fanout::run(&mut connect(url, environment)?, output, command),
         Command::Schedules(command) => commands::schedules::run(&mut connect(url, environment)?, output, command),
         Command::Keys(command) => commands::keys::run(&mut connect(url, environment)?, output, command),
         Command::Integrations(command) => commands::integrations::run(&mut connect(url, environment)?, output, command),

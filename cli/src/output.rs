@@ -8,6 +8,8 @@ use std::io::Write;
 pub struct Output {
     /// `--json`: print the API's JSON instead of tables.
     pub json: bool,
+    /// Colour diffs: stdout is a terminal and NO_COLOR is not set.
+    pub colour: bool,
 }
 
 impl Output {
@@ -32,6 +34,25 @@ impl Output {
         let mut stderr = std::io::stderr().lock();
         let _ = stderr.write_all(text.as_bytes());
         let _ = stderr.flush();
+    }
+
+    /// A unified diff on stdout, coloured by line kind when `colour` is on.
+    pub fn diff(&self, diff: &str) {
+        let mut stdout = std::io::stdout().lock();
+        for line in diff.lines() {
+            let colour = match line.as_bytes().first() {
+                _ if !self.colour => None,
+                _ if line.starts_with("---") || line.starts_with("+++") => Some("1"),
+                Some(b'+') => Some("32"),
+                Some(b'-') => Some("31"),
+                Some(b'@') => Some("36"),
+                _ => None,
+            };
+            let _ = match colour {
+                Some(code) => writeln!(stdout, "\x1b[{code}m{line}\x1b[0m"),
+                None => writeln!(stdout, "{line}"),
+            };
+        }
     }
 
     pub fn json(&self, value: &Value) {

@@ -5,6 +5,7 @@ import { logOut, session, whenSessionEnds } from "./api.js";
 import { announce, h, replace } from "./dom.js";
 import * as agents from "./agents.js";
 import * as auth from "./auth.js";
+import * as fanout from "./fanout.js";
 import * as jobs from "./jobs.js";
 import * as run from "./run.js";
 import * as schedules from "./schedules.js";
@@ -18,6 +19,7 @@ const ROUTES = [
   { pattern: /^\/jobs$/, view: jobs.listPage, title: "Jobs", nav: "jobs" },
   { pattern: /^\/jobs\/([A-Za-z0-9_-]+)$/, view: jobs.detailPage, title: "Job", nav: "jobs" },
   { pattern: /^\/run$/, view: run.page, title: "Run a script", nav: "run" },
+  { pattern: /^\/fan-out\/([A-Za-z0-9_-]+)$/, view: fanout.page, title: "Fan-out", nav: "run" },
   { pattern: /^\/schedules$/, view: schedules.page, title: "Schedules", nav: "schedules" },
   { pattern: /^\/settings\/api-keys$/, view: settings.apiKeysPage, title: "API keys", nav: "api-keys" },
   {

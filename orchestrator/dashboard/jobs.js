@@ -174,7 +174,9 @@ export async function detailPage(main, context) {
       ["Completed", localTime(job.completed_at)],
       ["Timeout", job.timeout ? `${job.timeout} s` : "agent default"],
       job.reason ? ["Reason", job.reason] : null,
-      job.fanout_id ? ["Fan-out", job.fanout_id] : null,
+      job.fanout_id
+        ? ["Fan-out", h("a", { href: `#/fan-out/${job.fanout_id}`, class: "mono", id: "job-fanout" }, job.fanout_id)]
+        : null,
       job.schedule_id ? ["Schedule", job.schedule_id] : null,
     ].filter(Boolean);
     const cancel = isFinished(job.status)

@@ -135,6 +135,12 @@ function followFanOut(context, container, fanned) {
     replace(
       container,
       h("h2", {}, "Fan-out ", h("span", { class: "mono" }, fanned.fanout_id)),
+      h(
+        "p",
+        {},
+        h("a", { href: `#/fan-out/${fanned.fanout_id}`, id: "fanout-compare" }, "Compare the results by agent"),
+        " (grouped by outcome, with diffs)",
+      ),
       status
         ? h(
             "p",
@@ -170,7 +176,8 @@ function followFanOut(context, container, fanned) {
   render(null);
   if (fanned.jobs.length === 0) return;
   context.poll(async () => {
-    const status = await api("GET", `/fan-out/${encodeURIComponent(fanned.fanout_id)}`);
+    // Progress only: the comparison page reads the outputs.
+    const status = await api("GET", `/fan-out/${encodeURIComponent(fanned.fanout_id)}?groups=false`);
     if (!context.active) return false;
     render(status);
     return !status.done;

@@ -44,6 +44,7 @@ const ASSETS: &[Asset] = &[
     asset!("agents.js", "text/javascript; charset=utf-8"),
     asset!("jobs.js", "text/javascript; charset=utf-8"),
     asset!("run.js", "text/javascript; charset=utf-8"),
+    asset!("fanout.js", "text/javascript; charset=utf-8"),
     asset!("schedules.js", "text/javascript; charset=utf-8"),
     asset!("settings.js", "text/javascript; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),

@@ -11,6 +11,7 @@ pub mod email;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod fanout;
 pub mod healthcheck;
 pub mod integrations;
 pub mod metrics;

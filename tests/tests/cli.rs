@@ -423,6 +423,19 @@ async fn a_fan_out_by_tag_waits_for_every_agent() {
     assert!(row("batch-1").contains("success"));
     assert!(row("batch-2").contains("failed") && row("batch-2").contains(" 4 "));
     assert!(!mixed.stdout.contains("other"), "{mixed:?}");
+    // Then the outcome groups: the same output, but not the same status and exit code.
+    assert!(mixed.stdout.contains("2 different results"), "{mixed:?}");
+    let baseline = mixed.stdout.find("\nBaseline ").expect("a baseline group");
+    let group = mixed.stdout.find("\nGroup ").expect("a second group");
+    assert!(baseline < group, "{mixed:?}");
+    assert!(
+        mixed.stdout[baseline..group].contains("1 agent, success, exit 0\n  batch-1\n"),
+        "{mixed:?}"
+    );
+    assert!(
+        mixed.stdout[group..].contains("1 agent, failed, exit 4, differs in status, exit code\n  batch-2\n"),
+        "{mixed:?}"
+    );
 
     // All succeed: exit 0, and --json is the fan-out's final state.
     let all = cli
@@ -440,6 +453,7 @@ async fn a_fan_out_by_tag_waits_for_every_agent() {
     all.assert_code(0);
     let state = all.json();
     assert_eq!(state["done"], true);
+    assert_eq!(state["groups"].as_array().map(Vec::len), Some(1), "{state}");
     assert_eq!(state["summary"]["total"], 2);
     assert_eq!(state["summary"]["succeeded"], 2);
     let mut agents: Vec<&str> = state["jobs"]
@@ -463,6 +477,99 @@ async fn a_fan_out_by_tag_waits_for_every_agent() {
     let nobody = cli.run(&["run", "ok.sh", "--tag", "nowhere", "--wait"]).await;
     nobody.assert_code(1);
     assert!(nobody.stderr.contains("no agent matches"), "{nobody:?}");
+}
+
+#[actix_rt::test]
+async fn fanout_diff_groups_agents_and_masks_volatile_lines() {
+    let mut setup = Setup::start(TestApp::start().await).await;
+    let report =
+        |version: &str| format!("#!/bin/sh\nprintf 'version {version}\\nhost %s\\n' \"$SCRIPTMESH_AGENT_NAME\"\n");
+    for (name, version) in [("eu-1", "1.2.3"), ("eu-2", "1.2.3"), ("eu-3", "1.2.4")] {
+        let spec = setup.agent_spec(name).tag("eu").script("report.sh", &report(version));
+        setup.add_agent(spec).await;
+    }
+    let cli = Cli::with_key(&setup.app, &setup.key);
+    let finished = cli.run(&["run", "report.sh", "--tag", "eu", "--wait", "--json"]).await;
+    let state = finished.assert_code(0).json();
+    let fanout_id = state["fanout_id"].as_str().expect("fanout_id").to_owned();
+
+    // Host names differ everywhere: three groups of one; the tie goes to eu-1.
+    let plain = cli.run(&["fanout", "diff", &fanout_id]).await;
+    plain.assert_code(0);
+    assert!(plain.stdout.contains("3 different results"), "{plain:?}");
+    assert!(plain.stdout.contains("-host eu-1\n+host eu-2\n"), "{plain:?}");
+    assert!(!plain.stdout.contains('\x1b'), "no colour into a pipe: {plain:?}");
+
+    // Masked host names: eu-1 and eu-2 are the baseline, eu-3 differs in its version.
+    let masked = cli.run(&["fanout", "diff", &fanout_id, "--mask", r"host \S+"]).await;
+    masked.assert_code(0);
+    let out = &masked.stdout;
+    assert!(out.contains("2 different results"), "{masked:?}");
+    assert!(out.contains("2 agents, success, exit 0\n  eu-1, eu-2\n"), "{masked:?}");
+    assert!(
+        out.contains("1 agent, success, exit 0, differs in stdout\n  eu-3\n"),
+        "{masked:?}"
+    );
+    assert!(
+        out.contains("stdout\n@@ -1,2 +1,2 @@\n-version 1.2.3\n+version 1.2.4\n <masked>\n"),
+        "{masked:?}"
+    );
+    let header = out
+        .lines()
+        .find(|line| line.starts_with("--- "))
+        .expect("a diff header");
+    assert!(
+        header.starts_with("--- baseline ") && header.ends_with("(eu-1, eu-2) stdout"),
+        "{header}"
+    );
+
+    // Both lines masked: one result. --json is the API's answer.
+    let both = [
+        "fanout",
+        "diff",
+        &fanout_id,
+        "--mask",
+        r"host \S+",
+        "--mask",
+        r"version \S+",
+    ];
+    let same = cli.run(&[&both[..], &["--json"]].concat()).await;
+    let same = same.assert_code(0).json();
+    assert_eq!(same["groups"].as_array().map(Vec::len), Some(1), "{same}");
+    assert_eq!(same["diff_options"]["mask"], json!([r"host \S+", r"version \S+"]));
+    let same_text = cli.run(&both).await;
+    assert!(
+        same_text
+            .stdout
+            .contains("Every finished job had the same result (success, exit 0)."),
+        "{same_text:?}"
+    );
+
+    // `fanout show` is the progress and the jobs, without groups.
+    let shown = cli.run(&["fanout", "show", &fanout_id]).await;
+    shown.assert_code(0);
+    assert!(shown.stdout.contains("3 jobs, 3 succeeded, done."), "{shown:?}");
+    assert!(
+        shown
+            .stdout
+            .lines()
+            .any(|line| line.starts_with("eu-3") && line.contains("success")),
+        "{shown:?}"
+    );
+    assert!(!shown.stdout.contains("Baseline"), "{shown:?}");
+
+    // The API's refusals: exit 1 with its message.
+    let bad = cli.run(&["fanout", "diff", &fanout_id, "--mask", "("]).await;
+    bad.assert_code(1);
+    assert!(
+        bad.stderr.contains("mask 1 is not a valid regular expression"),
+        "{bad:?}"
+    );
+    let unknown = cli.run(&["fanout", "diff", "fan_nope"]).await;
+    unknown.assert_code(1);
+    assert!(unknown.stderr.contains("not found"), "{unknown:?}");
+    let usage = cli.run(&["fanout", "diff", &fanout_id, "--context", "x"]).await;
+    usage.assert_code(2);
 }
 
 #[actix_rt::test]

@@ -221,6 +221,12 @@ impl Page<'_> {
         }
     }
 
+    /// Asserts that nothing on the page matches `css` (markup that must not exist).
+    async fn assert_absent(&self, css: &str, why: &str) {
+        let found = self.browser.find_all(Locator::Css(css)).await.expect("query");
+        assert!(found.is_empty(), "{css}: {why}");
+    }
+
     async fn go(&self, base: &str, hash: &str) {
         self.browser.goto(&format!("{base}/{hash}")).await.expect("navigate");
     }
@@ -349,28 +355,63 @@ async fn the_whole_flow(app: &TestApp, browser: &Client) {
     page.wait_for_text("#job-status", "success").await;
     let stdout = page.wait_for_text("#job-stdout", "dashboard says hello to").await;
     assert_eq!(stdout.trim(), "dashboard says hello to <b>browser</b>");
-    assert!(
-        browser
-            .find_all(Locator::Css("#job-stdout b"))
-            .await
-            .expect("query")
-            .is_empty(),
-        "script output must not be parsed as HTML"
-    );
+    page.assert_absent("#job-stdout b", "script output must not be parsed as HTML")
+        .await;
     page.wait_for_text("#job-stderr", "oops").await;
 
     // The jobs list shows it, finished.
     page.click("nav a[href='#/jobs']").await;
     page.wait_for_text("tbody tr .job-status", "success").await;
 
-    // Fan out by tag.
+    // Fan out by tag, to web-1 and a second agent whose output differs in one line.
+    let _second = app
+        .start_agent(AgentSpec::new("web-2", &key).tag("edge").script(
+            "hello.sh",
+            "#!/bin/sh\necho \"<i>web-2</i> says hello\"\necho oops >&2\n",
+        ))
+        .await;
+    let token = page.session_token().await;
+    app.wait_for_agent_status(&token, "web-2", "online", WAIT).await;
     page.click("nav a[href='#/run']").await;
     page.click("#mode-tags").await;
     page.fill("#run-tags", "edge").await;
     page.fill("#run-script-name", "hello.sh").await;
     page.click("form button[type=submit]").await;
-    page.wait_for_text("#fanout-summary", "1 succeeded").await;
+    page.wait_for_text("#fanout-summary", "2 succeeded").await;
     page.wait_for_text("#fanout-summary", "done").await;
+
+    // The comparison page: two groups of one, web-1's the baseline (the tie goes to the
+    // first name), web-2's diffed against it, its output shown as text.
+    page.click("#fanout-compare").await;
+    page.wait_for_text("main h1", "Fan-out fan_").await;
+    page.wait_for_text("#fanout-groups", "2 different results").await;
+    let baseline = page.wait_for_text(".fanout-group:nth-of-type(1)", "Baseline").await;
+    assert!(baseline.contains("web-1") && !baseline.contains("web-2"), "{baseline}");
+    let other = page.wait_for_text(".fanout-group:nth-of-type(2)", "Group").await;
+    assert!(
+        other.contains("web-2") && other.contains("differs in stdout"),
+        "{other}"
+    );
+    page.wait_for_text(".fanout-group .diff .diff-del", "-dashboard says hello to")
+        .await;
+    let added = page
+        .wait_for_text(".fanout-group .diff .diff-add", "+<i>web-2</i> says hello")
+        .await;
+    assert_eq!(added.trim(), "+<i>web-2</i> says hello");
+    page.assert_absent(".diff i", "diff text must not be parsed as HTML")
+        .await;
+    page.wait_for_text("#fanout-progress tr[data-agent='web-2']", "success")
+        .await;
+    // A mask that hides the differing line: one result.
+    page.fill("#fanout-masks", "^.*hello.*$").await;
+    page.click("#main form button[type=submit]").await;
+    page.wait_for_text("#fanout-groups", "Every finished job had the same result.")
+        .await;
+    // A job of the fan-out links back to this page.
+    page.click(".fanout-group a.tag").await;
+    page.wait_for_text("#job-status", "success").await;
+    page.click("#job-fanout").await;
+    page.wait_for_text("#fanout-groups", "different results").await;
 
     // A schedule's next fires are previewed as the expression is typed; a bad one says why.
     page.click("nav a[href='#/schedules']").await;

@@ -2,6 +2,7 @@
 //! the `Client`, prints a table or the JSON, and returns the exit status.
 
 pub mod agents;
+pub mod fanout;
 pub mod integrations;
 pub mod jobs;
 pub mod keys;

@@ -4,13 +4,14 @@
 //!
 //! Exit status with `--wait`: the script's exit code; for jobs that ended without one,
 //! 124 for `timeout` (as timeout(1)), 125 for `lost`, 130 for `cancelled`, 1 otherwise.
-//! A fan-out exits 0 only when every job succeeded, else with the first failed job's code.
+//! A fan-out exits 0 only when every job succeeded, else with the first failed job's code;
+//! it ends with the agents grouped by outcome and each group's diff against the baseline.
 
 use super::params_object;
 use crate::args::RunArgs;
 use crate::client::Client;
 use crate::error::Result;
-use crate::output::{cell, duration_ms, Output};
+use crate::output::{cell, Output};
 use serde_json::{json, Value};
 use shared_protocol::api::{FanOutRequest, TriggerRequest};
 use shared_protocol::JobStatus;
@@ -119,34 +120,28 @@ fn fan_out(client: &mut Client, output: Output, args: RunArgs) -> Result<u8> {
         }
         return Ok(0);
     }
+    // Progress polls skip the outcome groups (no outputs read); the final state has them.
     let mut progress = Progress::new(output);
-    let result = poll(
-        || client.get(&["fan-out", &fanout_id], &[]),
+    poll(
+        || client.get(&["fan-out", &fanout_id], &[("groups", "false".into())]),
         |state| {
             progress.show(&state["summary"]);
             state["done"].as_bool() == Some(true)
         },
     )?;
     progress.finish();
-    let jobs: Vec<&Value> = result["jobs"].as_array().into_iter().flatten().collect();
+    let result = client.get(&["fan-out", &fanout_id], &[])?;
     if output.json {
         output.json(&result);
     } else {
-        let rows: Vec<Vec<String>> = jobs
-            .iter()
-            .map(|job| {
-                vec![
-                    cell(&job["agent"]),
-                    cell(&job["status"]),
-                    cell(&job["exit_code"]),
-                    duration_ms(&job["duration_ms"]),
-                    cell(&job["job_id"]),
-                ]
-            })
-            .collect();
-        output.table(&["AGENT", "STATUS", "EXIT", "DURATION", "JOB"], &rows);
-        output.note("Each job's output: scriptmesh job JOB");
+        super::fanout::print_jobs(output, &result);
+        output.line("");
+        super::fanout::print_groups(output, &result);
+        output.note(format!(
+            "Each job's output: scriptmesh job JOB; compare with masks: scriptmesh fanout diff {fanout_id} --mask REGEX"
+        ));
     }
+    let jobs: Vec<&Value> = result["jobs"].as_array().into_iter().flatten().collect();
     Ok(jobs
         .iter()
         .map(|job| exit_status(job))

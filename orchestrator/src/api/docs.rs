@@ -417,6 +417,27 @@ mod tests {
         assert!(json["components"]["schemas"]["ErrorDetail"].is_object());
         assert!(json["components"]["schemas"]["JobView"].is_object());
         assert!(json["components"]["securitySchemes"]["bearer"].is_object());
+        // The fan-out comparison: its query options (mask repeatable), 422, typed groups.
+        let fan_out = &paths["/fan-out/{id}"]["get"];
+        let params: Vec<(&str, &serde_json::Value)> = fan_out["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap_or_default(), p))
+            .collect();
+        let names: Vec<&str> = params.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, ["id", "groups", "mask", "ignore_trailing_whitespace", "context"]);
+        let mask = params[2].1;
+        assert_eq!(
+            (&mask["in"], &mask["explode"]),
+            (&"query".into(), &true.into()),
+            "{mask}"
+        );
+        assert_eq!(mask["schema"]["type"], "array", "{mask}");
+        assert!(fan_out["responses"]["422"].is_object());
+        let schemas = &json["components"]["schemas"];
+        assert!(schemas["FanOutStatus"]["properties"]["groups"].is_object());
+        assert!(schemas["OutcomeGroup"]["properties"]["stdout_diff"].is_object());
         let mut ids = std::collections::BTreeSet::new();
         for item in paths.values() {
             for operation in item.as_object().expect("item").values() {

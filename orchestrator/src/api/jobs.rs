@@ -5,10 +5,11 @@ use crate::auth::Caller;
 use crate::db::{self, jobs::JobFilter};
 use crate::error::{Error, Result};
 use crate::extract::JsonBody;
+use crate::fanout;
 use crate::state::AppState;
 use crate::tenant::{self, messages, validate};
 use crate::views::job_view;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use shared_protocol::api::{FanOutJob, FanOutRequest, JobList, JobView, TriggerRequest};
 use shared_protocol::JobStatus;
@@ -365,84 +366,93 @@ async fn fan_out(
     }))
 }
 
-/// `GET /fan-out/{id}`.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct FanOutStatus {
-    fanout_id: String,
-    script: String,
-    #[schema(value_type = Object)]
-    params: serde_json::Value,
-    created_at: String,
-    /// True when every job is finished.
-    done: bool,
-    summary: FanOutSummary,
-    jobs: Vec<FanOutJobStatus>,
+/// Query of `GET /fan-out/{id}`, for the document; `FanOutQuery::parse` reads it (`mask`
+/// may repeat, which serde's query extractor cannot take).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by `parse`, field by field; the struct documents the parameters.
+struct FanOutQuery {
+    /// `false`: progress only (summary and jobs), no outputs read: cheap, for polling.
+    /// Default `true`.
+    groups: Option<bool>,
+    /// A regular expression (Rust `regex` syntax, linear time) whose matches are replaced by
+    /// `<masked>` in every line before comparing and diffing, e.g. a timestamp or host name.
+    /// Repeat for several (at most 10, each at most 512 characters).
+    #[param(style = Form, explode)]
+    mask: Option<Vec<String>>,
+    /// Ignore white space at line ends and blank lines at the end. Default `false`.
+    ignore_trailing_whitespace: Option<bool>,
+    /// Unchanged lines around each change in the diffs, 0 to 20 (default 3).
+    context: Option<u32>,
 }
 
-/// Jobs by state: `failed` counts failed, timeout and lost; `pending` counts dispatched.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct FanOutSummary {
-    total: usize,
-    succeeded: usize,
-    failed: usize,
-    cancelled: usize,
-    pending: usize,
-    running: usize,
+impl FanOutQuery {
+    fn parse(query: &str) -> Result<fanout::Options> {
+        let mut options = fanout::Options::default();
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match name.as_ref() {
+                "mask" => options.masks.push(value.into_owned()),
+                "groups" => options.groups = parse_bool("groups", &value)?,
+                "ignore_trailing_whitespace" => {
+                    options.ignore_trailing_whitespace = parse_bool("ignore_trailing_whitespace", &value)?
+                }
+                "context" => {
+                    options.context = value
+                        .parse()
+                        .ok()
+                        .filter(|lines| *lines <= fanout::MAX_CONTEXT)
+                        .ok_or_else(|| {
+                            Error::Validation(format!(
+                                "context must be a whole number from 0 to {}",
+                                fanout::MAX_CONTEXT
+                            ))
+                        })?
+                }
+                // A misspelt option silently ignored would give a comparison other than the
+                // one asked for.
+                other => {
+                    return Err(Error::Validation(format!(
+                        "unknown query parameter {other:?}; use groups, mask, ignore_trailing_whitespace or context"
+                    )))
+                }
+            }
+        }
+        Ok(options)
+    }
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct FanOutJobStatus {
-    agent: String,
-    job_id: String,
-    status: String,
-    exit_code: Option<i32>,
-    duration_ms: Option<i64>,
+fn parse_bool(name: &str, value: &str) -> Result<bool> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(Error::Validation(format!("{name} must be true or false"))),
+    }
 }
 
-/// A fan-out's progress.
+/// A fan-out's progress, and its agents grouped by outcome with diffs.
+///
+/// Finished jobs are grouped by (status, exit code, stdout, stderr) after normalisation
+/// (`mask`, `ignore_trailing_whitespace`). The largest group is the baseline (a tie goes to
+/// the group with the alphabetically first agent); every other group has a unified diff of
+/// its first agent's stdout and stderr against the baseline's first agent's. Unfinished jobs
+/// are listed in `unfinished`. With `groups=false` no output is read (for polling).
 #[utoipa::path(
     get, path = "/fan-out/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "The fan-out's id")),
+    params(("id" = String, Path, description = "The fan-out's id"), FanOutQuery),
     responses(
-        (status = 200, description = "The fan-out and its jobs", body = FanOutStatus),
+        (status = 200, description = "The fan-out, its jobs and their outcome groups", body = fanout::FanOutStatus),
         (status = 404, description = "No such fan-out in your tenant"),
+        (status = 422, description = "A bad mask (invalid, too long, too complex, matching empty text, more than 10), option value or unknown parameter"),
     ),
     security(("bearer" = [])),
 )]
-async fn get_fan_out(state: web::Data<AppState>, caller: Caller, fanout_id: web::Path<String>) -> Result<HttpResponse> {
-    let fanout = db::jobs::find_fanout(&state.db, &caller.tenant_id, &fanout_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("fan-out {fanout_id}")))?;
-    let jobs = db::jobs::of_fanout(&state.db, &caller.tenant_id, &fanout.id).await?;
-    let count = |statuses: &[&str]| jobs.iter().filter(|j| statuses.contains(&j.status.as_str())).count();
-    let summary = FanOutSummary {
-        total: jobs.len(),
-        succeeded: count(&["success"]),
-        failed: count(&["failed", "timeout", "lost"]),
-        cancelled: count(&["cancelled"]),
-        pending: count(&["pending", "dispatched"]),
-        running: count(&["running"]),
-    };
-    let done = jobs
-        .iter()
-        .all(|j| JobStatus::parse(&j.status).is_some_and(JobStatus::is_terminal));
-    let per_agent = jobs
-        .into_iter()
-        .map(|job| FanOutJobStatus {
-            agent: job.agent_name,
-            job_id: job.id,
-            status: job.status,
-            exit_code: job.exit_code,
-            duration_ms: job.duration_ms,
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(FanOutStatus {
-        params: serde_json::from_str::<serde_json::Value>(&fanout.params).unwrap_or_default(),
-        created_at: db::format_time(fanout.created_at),
-        fanout_id: fanout.id,
-        script: fanout.script,
-        done,
-        summary,
-        jobs: per_agent,
-    }))
+async fn get_fan_out(
+    state: web::Data<AppState>,
+    caller: Caller,
+    fanout_id: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse> {
+    let options = FanOutQuery::parse(request.query_string())?;
+    let status = fanout::status(&state.db, &caller.tenant_id, &fanout_id, options).await?;
+    Ok(HttpResponse::Ok().json(status))
 }

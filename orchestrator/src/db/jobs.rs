@@ -62,13 +62,77 @@ pub async fn find_fanout(db: &Db, tenant_id: &str, fanout_id: &str) -> Result<Op
     })
 }
 
-pub async fn of_fanout(db: &Db, tenant_id: &str, fanout_id: &str) -> Result<Vec<Job>> {
+/// A fan-out job without its output, with the output's size: enough for progress, and
+/// for planning how many outputs to read at once.
+pub struct FanoutJobState {
+    pub id: String,
+    pub agent_name: String,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub duration_ms: Option<i64>,
+    /// Bytes of stdout plus stderr.
+    pub output_bytes: i64,
+}
+
+diesel::define_sql_function! {
+    /// SQL `octet_length(text)`, the same on PostgreSQL and SQLite (3.43+). Unlike
+    /// `length`, neither reads the text to answer (PostgreSQL does not detoast it, SQLite
+    /// does not load its overflow pages), so the job list stays cheap with large outputs.
+    fn octet_length(text: diesel::sql_types::Text) -> diesel::sql_types::Integer;
+}
+
+/// The fan-out's jobs by agent name, outputs left in the database.
+pub async fn fanout_job_states(db: &Db, tenant_id: &str, fanout_id: &str) -> Result<Vec<FanoutJobState>> {
+    type Row = (String, String, String, Option<i32>, Option<i64>, i32, i32);
+    let rows: Vec<Row> = with_conn!(db, |conn| {
+        jobs::table
+            .filter(jobs::tenant_id.eq(tenant_id))
+            .filter(jobs::fanout_id.eq(fanout_id))
+            .order((jobs::agent_name, jobs::id))
+            .select((
+                jobs::id,
+                jobs::agent_name,
+                jobs::status,
+                jobs::exit_code,
+                jobs::duration_ms,
+                octet_length(jobs::stdout),
+                octet_length(jobs::stderr),
+            ))
+            .load(conn)
+            .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, agent_name, status, exit_code, duration_ms, stdout_bytes, stderr_bytes)| FanoutJobState {
+                id,
+                agent_name,
+                status,
+                exit_code,
+                duration_ms,
+                output_bytes: i64::from(stdout_bytes) + i64::from(stderr_bytes),
+            },
+        )
+        .collect())
+}
+
+/// A job's result as the fan-out comparison reads it.
+#[derive(Queryable)]
+pub struct JobOutput {
+    pub id: String,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The results of these jobs of the tenant (in no particular order).
+pub async fn outputs(db: &Db, tenant_id: &str, job_ids: &[String]) -> Result<Vec<JobOutput>> {
     with_conn!(db, |conn| {
         Ok(jobs::table
             .filter(jobs::tenant_id.eq(tenant_id))
-            .filter(jobs::fanout_id.eq(fanout_id))
-            .order(jobs::agent_name)
-            .select(Job::as_select())
+            .filter(jobs::id.eq_any(job_ids))
+            .select((jobs::id, jobs::status, jobs::exit_code, jobs::stdout, jobs::stderr))
             .load(conn)
             .await?)
     })

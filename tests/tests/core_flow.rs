@@ -168,6 +168,20 @@ async fn the_first_script_flow_runs_end_to_end() {
         .collect();
     assert_eq!(listed, [sync_id.as_str(), job_id.as_str()]);
     assert_eq!(list["next_cursor"], Value::Null);
+
+    // ?wait=: the request is held until the job is finished, so a script need not poll.
+    let queued = fleet
+        .trigger_async("prod-server-1", "backup.sh", json!({"target": "s3://waited"}))
+        .await;
+    let (status, waited) = fleet.app.get(&format!("/jobs/{queued}?wait=20"), fleet.token()).await;
+    assert_eq!(status, StatusCode::OK, "{waited}");
+    assert_eq!(waited["status"], "success", "{waited}");
+    let (status, again) = fleet.app.get(&format!("/jobs/{queued}?wait=0"), fleet.token()).await;
+    assert_eq!(
+        (status, again),
+        (StatusCode::OK, waited),
+        "a finished job answers at once"
+    );
 }
 
 #[actix_rt::test]
@@ -668,8 +682,19 @@ async fn bad_input_to_the_job_endpoints_gets_json_4xx() {
         "/fan-out/nope".to_owned(),
         "/agents/nobody".to_owned(),
         "/get-scripts?agent=nobody".to_owned(),
+        "/jobs/job_00000000000000000000000000000000?wait=1".to_owned(),
     ] {
         get(path).await.assert_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    for path in [
+        "/jobs/job_00000000000000000000000000000000?wait=301",
+        "/jobs/job_00000000000000000000000000000000?wait=-1",
+        "/jobs/job_00000000000000000000000000000000?wait=1.5",
+        "/jobs/job_00000000000000000000000000000000?wait=soon",
+    ] {
+        get(path.to_owned())
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     }
     // A NUL byte cannot be stored or even compared in PostgreSQL text: whatever the
     // answer (not found, or invalid), it must be a JSON 4xx, not a database error.

@@ -269,6 +269,8 @@ async fn bad_options_and_foreign_fan_outs_get_json_errors() {
         ("?context=21".to_owned(), "context must be a whole number from 0 to 20"),
         ("?context=-1".to_owned(), "context must be"),
         ("?diff=false".to_owned(), "unknown query parameter \"diff\""),
+        ("?wait=301".to_owned(), "wait must be whole seconds from 0 to 300"),
+        ("?wait=soon".to_owned(), "wait must be whole seconds"),
     ];
     for (query, message) in refused {
         let answer = get(query.clone()).await;

@@ -137,16 +137,20 @@ async fn fan_out_and_cancel_work_across_replicas() {
     assert_eq!(status, StatusCode::ACCEPTED, "{created}");
     assert_eq!(created["jobs"].as_array().map(Vec::len), Some(3), "{created}");
     let fanout = created["fanout_id"].as_str().expect("a fan-out id");
-    let done = wait_until(FLEET_WAIT, || async {
-        let (_, progress) = cluster
-            .replica(2)
-            .app
-            .get(&format!("/fan-out/{fanout}"), cluster.replica(2).token())
-            .await;
-        progress["done"] == true
-    })
-    .await;
-    assert!(done, "the fan-out did not finish");
+    // Held on replica 2 until the jobs (reported to replicas 0, 1 and 2) are all done.
+    let (status, progress) = cluster
+        .replica(2)
+        .app
+        .get(&format!("/fan-out/{fanout}?wait=20"), cluster.replica(2).token())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{progress}");
+    assert_eq!(progress["done"], true, "{progress}");
+    assert_eq!(progress["summary"]["succeeded"], 3, "{progress}");
+    assert_eq!(
+        progress["groups"].as_array().map(Vec::len),
+        Some(3),
+        "each agent says its own name: {progress}"
+    );
     for job in created["jobs"].as_array().unwrap() {
         let finished = wait_through(&cluster, 0, job["job_id"].as_str().unwrap()).await;
         assert_eq!(finished["status"], "success", "{finished}");

@@ -384,13 +384,19 @@ struct FanOutQuery {
     ignore_trailing_whitespace: Option<bool>,
     /// Unchanged lines around each change in the diffs, 0 to 20 (default 3).
     context: Option<u32>,
+    /// Hold the request until every job is finished or this many seconds (at most 300)
+    /// have passed, then answer (on whichever replica the jobs finish). Default 0.
+    wait: Option<u64>,
 }
 
 impl FanOutQuery {
-    fn parse(query: &str) -> Result<fanout::Options> {
+    /// The comparison asked for, and how long to wait for the fan-out to finish.
+    fn parse(query: &str) -> Result<(fanout::Options, Duration)> {
         let mut options = fanout::Options::default();
+        let mut wait = Duration::ZERO;
         for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match name.as_ref() {
+                "wait" => wait = parse_wait(Some(&value))?,
                 "mask" => options.masks.push(value.into_owned()),
                 "groups" => options.groups = parse_bool("groups", &value)?,
                 "ignore_trailing_whitespace" => {
@@ -410,14 +416,12 @@ impl FanOutQuery {
                 }
                 // A misspelt option silently ignored would give a comparison other than the
                 // one asked for.
-                other => {
-                    return Err(Error::Validation(format!(
-                        "unknown query parameter {other:?}; use groups, mask, ignore_trailing_whitespace or context"
-                    )))
-                }
+                other => return Err(Error::Validation(format!(
+                    "unknown query parameter {other:?}; use groups, mask, ignore_trailing_whitespace, context or wait"
+                ))),
             }
         }
-        Ok(options)
+        Ok((options, wait))
     }
 }
 
@@ -435,7 +439,8 @@ fn parse_bool(name: &str, value: &str) -> Result<bool> {
 /// (`mask`, `ignore_trailing_whitespace`). The largest group is the baseline (a tie goes to
 /// the group with the alphabetically first agent); every other group has a unified diff of
 /// its first agent's stdout and stderr against the baseline's first agent's. Unfinished jobs
-/// are listed in `unfinished`. With `groups=false` no output is read (for polling).
+/// are listed in `unfinished`. With `groups=false` no output is read (for polling). With
+/// `wait=N` the answer waits until every job is finished or N seconds have passed.
 #[utoipa::path(
     get, path = "/fan-out/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The fan-out's id"), FanOutQuery),
@@ -452,7 +457,21 @@ async fn get_fan_out(
     fanout_id: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse> {
-    let options = FanOutQuery::parse(request.query_string())?;
+    let (options, wait) = FanOutQuery::parse(request.query_string())?;
+    if !wait.is_zero() {
+        // Progress only while waiting; the comparison once, at the end.
+        let progress_only = fanout::Options {
+            groups: false,
+            ..fanout::Options::default()
+        };
+        state
+            .watchers
+            .wait_until(&fanout_id, wait, || async {
+                let progress = fanout::status(&state.db, &caller.tenant_id, &fanout_id, progress_only.clone()).await?;
+                Ok::<_, Error>((progress.done, ()))
+            })
+            .await?;
+    }
     let status = fanout::status(&state.db, &caller.tenant_id, &fanout_id, options).await?;
     Ok(HttpResponse::Ok().json(status))
 }

@@ -64,7 +64,7 @@ pub struct FanOutStatus {
     params: serde_json::Value,
     created_at: String,
     /// True when every job is finished.
-    done: bool,
+    pub done: bool,
     summary: FanOutSummary,
     /// Every job, by agent name.
     jobs: Vec<FanOutJobStatus>,

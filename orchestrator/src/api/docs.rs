@@ -426,7 +426,10 @@ mod tests {
             .map(|p| (p["name"].as_str().unwrap_or_default(), p))
             .collect();
         let names: Vec<&str> = params.iter().map(|(name, _)| *name).collect();
-        assert_eq!(names, ["id", "groups", "mask", "ignore_trailing_whitespace", "context"]);
+        assert_eq!(
+            names,
+            ["id", "groups", "mask", "ignore_trailing_whitespace", "context", "wait"]
+        );
         let mask = params[2].1;
         assert_eq!(
             (&mask["in"], &mask["explode"]),

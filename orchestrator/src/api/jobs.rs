@@ -416,9 +416,11 @@ impl FanOutQuery {
                 }
                 // A misspelt option silently ignored would give a comparison other than the
                 // one asked for.
-                other => return Err(Error::Validation(format!(
+                other => {
+                    return Err(Error::Validation(format!(
                     "unknown query parameter {other:?}; use groups, mask, ignore_trailing_whitespace, context or wait"
-                ))),
+                )))
+                }
             }
         }
         Ok((options, wait))

@@ -111,7 +111,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller> {
         let db = state.db.clone();
         let key_id = key.id.clone();
         actix_rt::spawn(async move {
-            if let Err(error) = accounts::touch_api_key(&db, &key_id, now).await {
+            if let Err(error) = accounts::touch_api_key(&db, &key_id, now, now - TOUCH_INTERVAL_MS).await {
                 tracing::warn!(%error, "could not record API key use");
             }
         });

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared_protocol::protocol::{
     HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, RegisterAgentRequest, RegisterAgentResponse,
-    StartRequest,
+    ResultBatch, ResultBatchAck,
 };
 use shared_protocol::{AgentName, JobId};
 use std::cell::Cell;
@@ -118,7 +118,7 @@ impl OrchestratorClient {
     pub async fn poll(&self, capacity: usize, wait: Duration) -> Result<PollResponse, AgentError> {
         let (index, base) = self.base();
         let url = format!(
-            "{base}/agent/poll?agent={}&capacity={capacity}&wait={}",
+            "{base}/agent/poll?agent={}&capacity={capacity}&wait={}&start=implicit",
             // Agent names are [A-Za-z0-9._-] (validated at start-up): safe in a query.
             self.agent_name,
             wait.as_secs()
@@ -135,10 +135,10 @@ impl OrchestratorClient {
         self.note(index, read_json("poll", response).await)
     }
 
-    /// Ok only for a 2xx: the orchestrator agrees this agent runs the job now.
-    pub async fn start_job(&self, job_id: &JobId, body: &StartRequest) -> Result<(), AgentError> {
-        let (index, response) = self.post("start", format!("/agent/jobs/{job_id}/start"), body).await?;
-        self.note(index, check_status("start", response).await.map(drop))
+    /// Several results at once; each is settled on its own in the answer.
+    pub async fn send_results(&self, body: &ResultBatch) -> Result<ResultBatchAck, AgentError> {
+        let (index, response) = self.post("results", "/agent/results".into(), body).await?;
+        self.note(index, read_json("results", response).await)
     }
 
     pub async fn send_result(&self, job_id: &JobId, body: &JobResultReport) -> Result<(), AgentError> {

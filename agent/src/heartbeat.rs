@@ -1,12 +1,14 @@
 //! The heartbeat actor: every HEARTBEAT_INTERVAL it re-reads the manifest (so edits take
 //! effect without a restart), tells the orchestrator the agent is alive with its scripts
-//! and running jobs, and passes on the cancellations it gets back.
+//! and running jobs, lists every job it holds (running, or with its result not yet
+//! accepted: `held_jobs`), and passes on the cancellations it gets back.
 
 use crate::client::OrchestratorClient;
 use crate::executor::{CancelJobs, Executor, ManifestReloaded, RunningJobIds};
 use crate::manifest;
 use crate::metrics::Metrics;
 use crate::registration::{AgentIdentity, Register, Registered, Registrar};
+use crate::reporter::{HeldResults, Reporter};
 use actix::prelude::*;
 use shared_protocol::protocol::HeartbeatRequest;
 use std::time::Duration;
@@ -16,6 +18,7 @@ pub struct Heartbeat {
     identity: AgentIdentity,
     interval: Duration,
     executor: Addr<Executor>,
+    reporter: Addr<Reporter>,
     registrar: Addr<Registrar>,
     metrics: Metrics,
     /// No heartbeats before the orchestrator knows the agent (they would only 404).
@@ -29,6 +32,7 @@ impl Heartbeat {
         client: OrchestratorClient,
         identity: AgentIdentity,
         executor: Addr<Executor>,
+        reporter: Addr<Reporter>,
         registrar: Addr<Registrar>,
         metrics: Metrics,
     ) -> Heartbeat {
@@ -37,6 +41,7 @@ impl Heartbeat {
             interval: Duration::from_secs(identity.heartbeat_interval_secs),
             identity,
             executor,
+            reporter,
             registrar,
             metrics,
             registered: false,
@@ -57,16 +62,22 @@ impl Heartbeat {
         self.in_flight = true;
         let client = self.client.clone();
         let executor = self.executor.clone();
+        let reporter = self.reporter.clone();
         let agent_name = self.identity.agent_name.clone();
         let heartbeat_interval = self.identity.heartbeat_interval_secs;
         let beat = async move {
             let running_jobs = executor.send(RunningJobIds).await?;
+            // Asked second: a job leaves the executor only once the reporter has its
+            // result, so no job can slip between the two answers.
+            let unreported = reporter.send(HeldResults).await?;
+            let held_jobs = running_jobs.iter().cloned().chain(unreported).collect();
             let request = HeartbeatRequest {
                 agent_name,
                 scripts,
                 running_jobs,
                 heartbeat_interval,
                 version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+                held_jobs: Some(held_jobs),
             };
             client.heartbeat(&request).await
         };

@@ -173,14 +173,21 @@ pub async fn start(config: Config) -> Result<RunningAgent, AgentError> {
     let registrar = Registrar::new(client.clone(), identity.clone(), executor.clone(), metrics.clone()).start();
     let poller = Poller::new(
         client.clone(),
-        config.agent_name.to_string(),
         executor.clone(),
         registrar.clone(),
         metrics.clone(),
         config.poll_wait,
     )
     .start();
-    let heartbeat = Heartbeat::new(client, identity, executor.clone(), registrar.clone(), metrics).start();
+    let heartbeat = Heartbeat::new(
+        client,
+        identity,
+        executor.clone(),
+        reporter.clone(),
+        registrar.clone(),
+        metrics,
+    )
+    .start();
 
     executor.do_send(SetSlotListener(poller.clone().recipient()));
     registrar.do_send(Subscribe(poller.clone().recipient()));

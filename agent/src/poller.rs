@@ -1,23 +1,20 @@
 //! The poller actor: keeps exactly one long-poll open, asking for as many jobs as there
-//! are free slots. Each job it gets is confirmed with `/start` before the executor runs
-//! it; cancellations go straight to the executor. A capacity-0 poll is replaced as soon
+//! are free slots. It polls with `start=implicit`: the answer itself starts the jobs it
+//! hands out (they are `running` from then on), so each goes straight to the executor;
+//! the heartbeat's `held_jobs` lets the orchestrator requeue any answer that was lost on
+//! the way. Cancellations go straight to the executor. A capacity-0 poll is replaced as soon
 //! as a slot frees up, and failures back off with jitter until the orchestrator is back.
 
 use crate::backoff::Backoff;
 use crate::client::OrchestratorClient;
 use crate::error::AgentError;
-use crate::executor::run::now_ms;
 use crate::executor::{CancelJobs, Executor, FreeSlots, RunJob, SlotFreed};
 use crate::job_id::parse_job_id;
 use crate::metrics::{Metrics, PollResult};
 use crate::registration::{Register, Registered, Registrar};
 use actix::prelude::*;
-use shared_protocol::protocol::{JobAssignment, PollResponse, StartRequest};
+use shared_protocol::protocol::PollResponse;
 use std::time::Duration;
-
-/// A `/start` that got no answer is retried this many times before the job is left to
-/// the orchestrator (it re-queues jobs that were handed out but never started).
-const START_ATTEMPTS: u32 = 3;
 
 /// The pause before polling the next replica after one failed.
 const FAIL_OVER_DELAY: Duration = Duration::from_millis(50);
@@ -43,7 +40,6 @@ enum State {
 
 pub struct Poller {
     client: OrchestratorClient,
-    agent_name: String,
     executor: Addr<Executor>,
     registrar: Addr<Registrar>,
     metrics: Metrics,
@@ -58,7 +54,6 @@ pub struct Poller {
 impl Poller {
     pub fn new(
         client: OrchestratorClient,
-        agent_name: String,
         executor: Addr<Executor>,
         registrar: Addr<Registrar>,
         metrics: Metrics,
@@ -66,7 +61,6 @@ impl Poller {
     ) -> Poller {
         Poller {
             client,
-            agent_name,
             executor,
             registrar,
             metrics,
@@ -118,7 +112,7 @@ impl Poller {
         let mut jobs = response.jobs;
         if jobs.len() > capacity {
             let extra: Vec<String> = jobs.drain(capacity..).map(|job| job.job_id).collect();
-            // Not started, so the orchestrator puts them back in the queue.
+            // Not held here, so the orchestrator puts them back in the queue (held_jobs).
             tracing::warn!(
                 capacity,
                 ?extra,
@@ -126,16 +120,17 @@ impl Poller {
             );
         }
         self.state = State::Dispatching;
-        let client = self.client.clone();
         let executor = self.executor.clone();
-        let agent_name = self.agent_name.clone();
         let dispatch = async move {
+            // The poll asked for an implicit start: the answer itself started these jobs.
             for job in jobs {
-                if confirm_start(&client, &agent_name, &job).await {
-                    // Awaited so the executor has taken the job before capacity is asked again.
-                    if let Err(error) = executor.send(RunJob(job)).await {
-                        tracing::error!(%error, "the executor is gone");
-                    }
+                if let Err(reason) = parse_job_id(&job.job_id) {
+                    tracing::error!(%reason, "job with a malformed id ignored");
+                    continue;
+                }
+                // Awaited so the executor has taken the job before capacity is asked again.
+                if let Err(error) = executor.send(RunJob(job)).await {
+                    tracing::error!(%error, "the executor is gone");
                 }
             }
         };
@@ -174,41 +169,6 @@ impl Poller {
             }
         });
     }
-}
-
-/// Tells the orchestrator the job starts now. Only a 2xx means "run it": 409 (cancelled,
-/// or not this agent's any more) and 404 mean it must not run.
-async fn confirm_start(client: &OrchestratorClient, agent_name: &str, job: &JobAssignment) -> bool {
-    let job_id = match parse_job_id(&job.job_id) {
-        Ok(job_id) => job_id,
-        Err(reason) => {
-            tracing::error!(%reason, "job with a malformed id ignored");
-            return false;
-        }
-    };
-    let mut backoff = Backoff::default();
-    for attempt in 1..=START_ATTEMPTS {
-        let request = StartRequest {
-            agent_name: agent_name.to_owned(),
-            started_at_ms: now_ms(),
-        };
-        match client.start_job(&job_id, &request).await {
-            Ok(()) => return true,
-            Err(error) if matches!(error.http_status(), Some(404 | 409)) => {
-                tracing::info!(%job_id, %error, "the orchestrator withdrew the job; not running it");
-                return false;
-            }
-            Err(error) if error.is_connectivity_problem() && attempt < START_ATTEMPTS => {
-                tracing::warn!(%job_id, %error, "could not confirm the job's start; retrying");
-                tokio::time::sleep(backoff.next_delay()).await;
-            }
-            Err(error) => {
-                tracing::warn!(%job_id, %error, "could not confirm the job's start; not running it");
-                return false;
-            }
-        }
-    }
-    false
 }
 
 impl Actor for Poller {

@@ -2,6 +2,11 @@
 //! first and retrying forever with backoff, so a result survives both an unreachable
 //! orchestrator and an agent restart. The spool file is deleted only once the
 //! orchestrator has answered for good.
+//!
+//! Results that finish while a delivery is under way go together in the next request
+//! (`POST /agent/results`), like a group commit: a lone result goes at once, a burst of
+//! quick jobs costs a few requests. A result the batch could not settle is retried on
+//! its own.
 
 use crate::backoff::Backoff;
 use crate::client::OrchestratorClient;
@@ -9,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::registration::Registered;
 use crate::spool::{Spool, SpooledResult};
 use actix::prelude::*;
-use shared_protocol::protocol::JobResultReport;
+use shared_protocol::protocol::{BatchedAck, BatchedOutcome, BatchedResult, JobResultReport, ResultBatch};
 use shared_protocol::JobId;
 use std::collections::HashSet;
 
@@ -21,12 +26,24 @@ pub struct DeliverResult {
     pub report: JobResultReport,
 }
 
+/// The ids of the results not yet accepted (for the heartbeat's `held_jobs`).
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct HeldResults;
+
+/// Most results in one batch, and most output bytes (a big result goes on its own).
+const MAX_BATCH_RESULTS: usize = 100;
+const MAX_BATCH_OUTPUT_BYTES: usize = 4 << 20;
+
 pub struct Reporter {
     client: OrchestratorClient,
     spool: Spool,
     metrics: Metrics,
-    /// Results with a delivery loop running.
+    /// Results being delivered (in a batch, on their own, or waiting for either).
     in_flight: HashSet<JobId>,
+    /// New results waiting for the next batch.
+    batch: Vec<SpooledResult>,
+    batch_in_flight: bool,
     /// Found in the spool at start-up, re-sent once the agent is registered (so the
     /// orchestrator knows the agent before it hears about the agent's old jobs).
     parked: Vec<SpooledResult>,
@@ -52,8 +69,75 @@ impl Reporter {
             spool,
             metrics,
             in_flight: HashSet::new(),
+            batch: Vec::new(),
+            batch_in_flight: false,
             parked: Vec::new(),
         }
+    }
+
+    /// Sends the waiting results together, unless a batch is under way (the next one
+    /// goes when it is done).
+    fn send_batch(&mut self, ctx: &mut Context<Self>) {
+        if self.batch_in_flight || self.batch.is_empty() {
+            return;
+        }
+        let mut size = 0;
+        let count = self
+            .batch
+            .iter()
+            .take(MAX_BATCH_RESULTS)
+            .take_while(|result| {
+                size += result.report.stdout.len() + result.report.stderr.len();
+                size <= MAX_BATCH_OUTPUT_BYTES
+            })
+            .count()
+            .max(1);
+        let results: Vec<SpooledResult> = self.batch.drain(..count).collect();
+        self.batch_in_flight = true;
+        let client = self.client.clone();
+        let request = ResultBatch {
+            agent_name: results[0].report.agent_name.clone(),
+            results: results
+                .iter()
+                .map(|r| BatchedResult {
+                    job_id: r.job_id.to_string(),
+                    report: r.report.clone(),
+                })
+                .collect(),
+        };
+        let send = async move { client.send_results(&request).await };
+        ctx.spawn(send.into_actor(self).map(move |answer, act, ctx| {
+            act.batch_in_flight = false;
+            let mut unsettled: Vec<SpooledResult> = Vec::new();
+            match answer {
+                Ok(ack) => {
+                    act.metrics.set_connected(true);
+                    let mut outcomes: std::collections::HashMap<String, BatchedAck> =
+                        ack.results.into_iter().map(|a| (a.job_id.clone(), a)).collect();
+                    for result in results {
+                        match outcomes.remove(result.job_id.as_str()) {
+                            Some(ack) if ack.outcome != BatchedOutcome::Refused => {
+                                tracing::info!(job_id = %result.job_id, outcome = ?result.report.outcome, "result delivered");
+                                act.settle(&result.job_id);
+                            }
+                            Some(ack) => {
+                                tracing::error!(job_id = %result.job_id, reason = ack.message.as_deref().unwrap_or(""), "the orchestrator refused this result for good; dropping it");
+                                act.settle(&result.job_id);
+                            }
+                            None => unsettled.push(result),
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, results = results.len(), "batched results not delivered; sending them one by one");
+                    unsettled = results;
+                }
+            }
+            for SpooledResult { job_id, report } in unsettled {
+                act.attempt(job_id, report, Backoff::default(), ctx);
+            }
+            act.send_batch(ctx);
+        }));
     }
 
     fn update_gauge(&self) {
@@ -129,7 +213,8 @@ impl Reporter {
             return;
         }
         self.update_gauge();
-        self.attempt(job_id, report, Backoff::default(), ctx);
+        self.batch.push(SpooledResult { job_id, report });
+        self.send_batch(ctx);
     }
 }
 
@@ -182,6 +267,18 @@ impl Handler<DeliverResult> for Reporter {
             tracing::error!(%error, "result could not be spooled to disk");
         }
         self.begin(spooled.job_id, spooled.report, ctx);
+    }
+}
+
+impl Handler<HeldResults> for Reporter {
+    type Result = Vec<String>;
+
+    fn handle(&mut self, _: HeldResults, _: &mut Context<Self>) -> Vec<String> {
+        self.in_flight
+            .iter()
+            .map(JobId::to_string)
+            .chain(self.parked.iter().map(|result| result.job_id.to_string()))
+            .collect()
     }
 }
 

@@ -3,8 +3,8 @@
 //! manifest reload, health, and configuration errors, all over real HTTP on 127.0.0.1.
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use shared_protocol::protocol::{JobAssignment, JobResultReport, RunOutcome};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use shared_protocol::protocol::{BatchedResult, JobAssignment, JobResultReport, ResultBatch, RunOutcome};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -28,9 +28,11 @@ struct FakeState {
     poll_cancels: Vec<String>,
     /// Handed out with the next heartbeat answer.
     heartbeat_cancels: Vec<String>,
-    starts: Vec<String>,
-    refuse_start: HashSet<String>,
+    /// The `start` parameter of each poll (the agent starts implicitly: "implicit").
+    poll_start_modes: Vec<String>,
     results: Vec<(String, JobResultReport)>,
+    /// How many results arrived in `POST /agent/results` batches.
+    batched_results: usize,
     /// Status the result endpoint answers (200 unless a test makes it fail).
     result_status: u16,
     result_attempts: usize,
@@ -59,8 +61,8 @@ impl Fake {
                 .route("/register-agent", web::post().to(register))
                 .route("/agent/heartbeat", web::post().to(heartbeat))
                 .route("/agent/poll", web::get().to(poll))
-                .route("/agent/jobs/{id}/start", web::post().to(start))
                 .route("/agent/jobs/{id}/result", web::post().to(result))
+                .route("/agent/results", web::post().to(results))
         })
         .workers(1)
         .disable_signals()
@@ -164,6 +166,8 @@ async fn poll(
     {
         let mut state = state.lock().expect("fake state");
         state.polls.push(capacity);
+        let mode = query.get("start").cloned().unwrap_or_default();
+        state.poll_start_modes.push(mode);
         if std::mem::take(&mut state.forget_agent) {
             return HttpResponse::NotFound().json(serde_json::json!({
                 "error": {"code": "agent_not_found", "message": "unknown agent"}
@@ -188,27 +192,6 @@ async fn poll(
     }
 }
 
-async fn start(
-    request: HttpRequest,
-    state: web::Data<Mutex<FakeState>>,
-    path: web::Path<String>,
-    body: web::Json<serde_json::Value>,
-) -> HttpResponse {
-    if !authorised(&request, &state) {
-        return HttpResponse::Unauthorized().finish();
-    }
-    let job_id = path.into_inner();
-    assert!(body["started_at_ms"].as_i64().is_some());
-    let mut state = state.lock().expect("fake state");
-    if state.refuse_start.contains(&job_id) {
-        return HttpResponse::Conflict().json(serde_json::json!({
-            "error": {"code": "job_cancelled", "message": "cancelled"}
-        }));
-    }
-    state.starts.push(job_id);
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}
-
 async fn result(
     request: HttpRequest,
     state: web::Data<Mutex<FakeState>>,
@@ -219,17 +202,50 @@ async fn result(
         return HttpResponse::Unauthorized().finish();
     }
     let mut state = state.lock().expect("fake state");
-    state.result_attempts += 1;
-    if state.result_status != 200 {
-        return HttpResponse::build(actix_web::http::StatusCode::from_u16(state.result_status).expect("status"))
-            .finish();
+    match state.store_result(path.into_inner(), body.into_inner()) {
+        Ok(duplicate) => HttpResponse::Ok().json(serde_json::json!({"status": "ok", "duplicate": duplicate})),
+        Err(status) => HttpResponse::build(status).finish(),
     }
-    let job_id = path.into_inner();
-    let duplicate = state.results.iter().any(|(id, _)| *id == job_id);
-    if !duplicate {
-        state.results.push((job_id, body.into_inner()));
+}
+
+/// `POST /agent/results`: the same rules as one result, settled one by one.
+async fn results(
+    request: HttpRequest,
+    state: web::Data<Mutex<FakeState>>,
+    body: web::Json<ResultBatch>,
+) -> HttpResponse {
+    if !authorised(&request, &state) {
+        return HttpResponse::Unauthorized().finish();
     }
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok", "duplicate": duplicate}))
+    let mut state = state.lock().expect("fake state");
+    let mut acks = Vec::new();
+    for BatchedResult { job_id, report } in body.into_inner().results {
+        match state.store_result(job_id.clone(), report) {
+            Ok(duplicate) => {
+                state.batched_results += 1;
+                let outcome = if duplicate { "duplicate" } else { "stored" };
+                acks.push(serde_json::json!({"job_id": job_id, "outcome": outcome}));
+            }
+            // A failing result endpoint fails the whole batch, as an unreachable one would.
+            Err(status) => return HttpResponse::build(status).finish(),
+        }
+    }
+    HttpResponse::Ok().json(serde_json::json!({ "results": acks }))
+}
+
+impl FakeState {
+    /// Ok(duplicate?) or the failure status a test asked for.
+    fn store_result(&mut self, job_id: String, report: JobResultReport) -> Result<bool, actix_web::http::StatusCode> {
+        self.result_attempts += 1;
+        if self.result_status != 200 {
+            return Err(actix_web::http::StatusCode::from_u16(self.result_status).expect("status"));
+        }
+        let duplicate = self.results.iter().any(|(id, _)| *id == job_id);
+        if !duplicate {
+            self.results.push((job_id, report));
+        }
+        Ok(duplicate)
+    }
 }
 
 // ---------------------------------------------------------------- agent processes
@@ -426,7 +442,11 @@ async fn runs_a_job_end_to_end_without_leaking_the_api_key() {
     assert!(!report.stdout.contains("API_KEY"), "{}", report.stdout);
     assert!(!report.stdout.contains("SECRETVALUE"), "{}", report.stdout);
     assert!(!report.stdout.contains("ORCHESTRATOR_URL"), "{}", report.stdout);
-    assert_eq!(fake.with(|s| s.starts.clone()), ["job_e2e1"]);
+    assert!(
+        fake.with(|s| s.poll_start_modes.iter().all(|mode| mode == "implicit")),
+        "every poll starts its jobs implicitly (no /start)"
+    );
+    assert_eq!(fake.with(|s| s.batched_results), 1, "the result went in a batch");
     assert_eq!(fake.with(|s| s.bad_auth), 0);
 
     // Heartbeats carry the manifest; the key never appears in the agent's logs.
@@ -477,22 +497,47 @@ async fn runs_a_job_end_to_end_without_leaking_the_api_key() {
 }
 
 #[actix_rt::test]
-async fn a_job_whose_start_is_refused_never_runs() {
+async fn heartbeats_list_every_job_held_until_its_result_is_accepted() {
     let fake = Fake::start();
-    let canary = unique("scriptmesh-refused");
-    let scripts = Scripts::new(&[
-        ("touch.sh", &format!("#!/bin/sh\ntouch {}\n", canary.display())),
-        ("ok.sh", "#!/bin/sh\necho ok\n"),
-    ]);
+    let scripts = Scripts::new(&[("slow.sh", "#!/bin/sh\nsleep 2\necho done\n")]);
     let agent = AgentProcess::spawn(&fake, &scripts, &[]);
-    fake.with(|s| s.refuse_start.insert("job_refused".into()));
-    fake.queue("job_refused", "touch.sh", &[]);
-    fake.queue("job_after", "ok.sh", &[]);
+    let held_in = |beat: &serde_json::Value, job: &str| {
+        beat["held_jobs"]
+            .as_array()
+            .is_some_and(|held| held.iter().any(|id| id == job))
+    };
+    // Results are refused for now: the finished job stays held, spooled.
+    fake.with(|s| s.result_status = 503);
+    fake.queue("job_held", "slow.sh", &[]);
+    wait_until("a heartbeat holding the running job", Duration::from_secs(10), || {
+        fake.with(|s| s.heartbeats.iter().any(|beat| held_in(beat, "job_held")))
+    })
+    .await;
+    wait_until("the job to finish", Duration::from_secs(10), || {
+        !scripts.spooled_files().is_empty()
+    })
+    .await;
+    let beats_before = fake.with(|s| s.heartbeats.len());
+    wait_until("a heartbeat after it finished", Duration::from_secs(5), || {
+        fake.with(|s| s.heartbeats.len() > beats_before + 1)
+    })
+    .await;
+    let latest = fake.with(|s| s.heartbeats.last().cloned()).expect("a heartbeat");
+    assert!(
+        held_in(&latest, "job_held"),
+        "finished but unreported is still held: {latest}"
+    );
+    assert_eq!(latest["running_jobs"], serde_json::json!([]), "{latest}");
 
-    let report = fake.wait_for_result("job_after", Duration::from_secs(10)).await;
+    // Accepted: no longer held.
+    fake.with(|s| s.result_status = 200);
+    let report = fake.wait_for_result("job_held", Duration::from_secs(40)).await;
     assert_eq!(report.outcome, RunOutcome::Success, "{}", agent.log());
-    assert!(fake.result_for("job_refused").is_none());
-    assert!(!canary.exists(), "a job refused at /start ran anyway");
+    let beats_after = fake.with(|s| s.heartbeats.len());
+    wait_until("a heartbeat without it", Duration::from_secs(5), || {
+        fake.with(|s| s.heartbeats.len() > beats_after && !held_in(s.heartbeats.last().unwrap(), "job_held"))
+    })
+    .await;
 }
 
 #[actix_rt::test]

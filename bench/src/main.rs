@@ -1,5 +1,6 @@
 //! Benchmark of the dispatch path: an in-process orchestrator on 127.0.0.1 and
-//! protocol-level simulated agents (register, long-poll, start, result — no scripts run).
+//! protocol-level simulated agents (register, long-poll with an implicit start, batched
+//! results, as the real agent does — no scripts run).
 //!
 //! Prints, per backend: trigger -> agent receives the job (p50/p99) with 1 and with 100
 //! agents; sustained jobs per second end to end; fan-out to 1,000 agents until every agent
@@ -15,7 +16,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::future::join_all;
 use orchestrator::db;
 use serde_json::{json, Value};
-use shared_protocol::protocol::{JobResultReport, PollResponse, RegisterAgentRequest, RunOutcome, StartRequest};
+use shared_protocol::protocol::{
+    BatchedResult, JobResultReport, PollResponse, RegisterAgentRequest, ResultBatch, RunOutcome,
+};
 use shared_protocol::ManifestEntry;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,6 +28,10 @@ use tokio::sync::mpsc;
 
 struct Options {
     postgres: Option<String>,
+    /// Leave SQLite out (with --postgres).
+    skip_sqlite: bool,
+    /// Which scenarios run: latency, replicas, throughput, fanout (all by default).
+    only: Option<Vec<String>>,
     replicas: usize,
     latency_jobs: usize,
     throughput_jobs: usize,
@@ -34,6 +41,8 @@ struct Options {
 fn parse_args() -> Options {
     let mut options = Options {
         postgres: None,
+        skip_sqlite: false,
+        only: None,
         replicas: 1,
         latency_jobs: 1000,
         throughput_jobs: 10_000,
@@ -44,6 +53,8 @@ fn parse_args() -> Options {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
             "--postgres" => options.postgres = Some(value()),
+            "--skip-sqlite" => options.skip_sqlite = true,
+            "--only" => options.only = Some(value().split(',').map(str::to_owned).collect()),
             "--replicas" => {
                 options.replicas = value().parse().expect("--replicas takes a number");
                 assert!(options.replicas >= 1, "--replicas takes 1 or more");
@@ -53,7 +64,7 @@ fn parse_args() -> Options {
             "--fanout-agents" => options.fanout_agents = value().parse().expect("--fanout-agents takes a number"),
             "-h" | "--help" => {
                 println!(
-                    "bench [--postgres ADMIN_URL] [--replicas N] [--jobs N] [--throughput-jobs N] [--fanout-agents N]"
+                    "bench [--postgres ADMIN_URL] [--skip-sqlite] [--only latency,replicas,throughput,fanout] [--replicas N] [--jobs N] [--throughput-jobs N] [--fanout-agents N]"
                 );
                 std::process::exit(0);
             }
@@ -67,11 +78,14 @@ fn main() {
     let options = parse_args();
     let dir = std::env::temp_dir().join(format!("scriptmesh-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut targets = vec![(
-        "sqlite".to_owned(),
-        format!("sqlite://{}/bench.db", dir.display()),
-        None,
-    )];
+    let mut targets = Vec::new();
+    if !(options.skip_sqlite && options.postgres.is_some()) {
+        targets.push((
+            "sqlite".to_owned(),
+            format!("sqlite://{}/bench.db", dir.display()),
+            None,
+        ));
+    }
     if let Some(admin) = &options.postgres {
         let name = format!("sm_bench_{}", std::process::id());
         let base = admin.rsplit_once('/').map(|(base, _)| base).unwrap_or(admin);
@@ -151,16 +165,28 @@ fn run_backend(database_url: &str, options: &Options) {
 
     actix_rt::System::new().block_on(async move {
         let bench = Bench { bases, key };
-        bench.latency(1, options.latency_jobs, 0, 0).await;
-        bench.latency(100, options.latency_jobs, 0, 0).await;
-        if bench.bases.len() > 1 {
+        let runs = |scenario: &str| {
+            options
+                .only
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|s| s == scenario))
+        };
+        if runs("latency") {
+            bench.latency(1, options.latency_jobs, 0, 0).await;
+            bench.latency(100, options.latency_jobs, 0, 0).await;
+        }
+        if bench.bases.len() > 1 && runs("replicas") {
             bench.latency(1, options.latency_jobs, 0, 1).await;
             bench.latency(100, options.latency_jobs, 0, 1).await;
             bench.sync_round_trip(options.latency_jobs, 1, 1).await;
             bench.sync_round_trip(options.latency_jobs, 0, 1).await;
         }
-        bench.throughput(100, options.throughput_jobs).await;
-        bench.fan_out(options.fanout_agents).await;
+        if runs("throughput") {
+            bench.throughput(100, options.throughput_jobs).await;
+        }
+        if runs("fanout") {
+            bench.fan_out(options.fanout_agents).await;
+        }
     });
     if options.replicas > 1 && replicas == 1 {
         println!("(--replicas applies to PostgreSQL: SQLite serves one orchestrator process)");
@@ -347,6 +373,7 @@ impl Bench {
     async fn throughput(&self, agents: usize, jobs: usize) {
         let prefix = "tput";
         let (mut received, stop) = self.start_agents(prefix, agents, 8, 0).await;
+        let cpu_before = CpuTimes::now();
         let started = Instant::now();
         let triggerers = 16;
         let per = jobs / triggerers;
@@ -377,10 +404,14 @@ impl Bench {
         // Results are reported right after receipt; give the last ones a moment to land.
         let elapsed = started.elapsed();
         *stop.borrow_mut() = true;
+        let (process, postgres) = CpuTimes::now().since(&cpu_before);
         println!(
-            "sustained: {total} jobs triggered and dispatched to {agents} agents in {:.2} s = {:.0} jobs/s",
+            "sustained: {total} jobs triggered and dispatched to {agents} agents in {:.2} s = {:.0} jobs/s \
+             (CPU per job: {:.0} µs in this process (orchestrator, agents, clients), {:.0} µs in PostgreSQL)",
             elapsed.as_secs_f64(),
-            total as f64 / elapsed.as_secs_f64()
+            total as f64 / elapsed.as_secs_f64(),
+            process * 1e6 / total as f64,
+            postgres * 1e6 / total as f64,
         );
     }
 
@@ -413,6 +444,9 @@ impl Bench {
     }
 }
 
+/// A protocol-level agent that behaves as the real one does with instant scripts: polls
+/// with an implicit start, "runs" what it gets at once, and reports the results of one
+/// answer together (as the agent's reporter batches results that finish together).
 async fn simulated_agent(
     base: String,
     key: String,
@@ -423,7 +457,7 @@ async fn simulated_agent(
 ) {
     let client = client();
     while !*stop.borrow() {
-        let url = format!("{base}/agent/poll?agent={name}&capacity={capacity}&wait=2");
+        let url = format!("{base}/agent/poll?agent={name}&capacity={capacity}&wait=2&start=implicit");
         let Ok(mut response) = client.get(&url).bearer_auth(&key).send().await else {
             continue;
         };
@@ -434,36 +468,38 @@ async fn simulated_agent(
         for job in &poll.jobs {
             let _ = tx.send((job.job_id.clone(), now));
         }
-        for job in poll.jobs {
-            let at = db::now_ms();
-            let start = StartRequest {
-                agent_name: name.clone(),
-                started_at_ms: at,
-            };
-            let _ = client
-                .post(format!("{base}/agent/jobs/{}/start", job.job_id))
-                .bearer_auth(&key)
-                .send_json(&start)
-                .await;
-            let report = JobResultReport {
-                agent_name: name.clone(),
-                outcome: RunOutcome::Success,
-                exit_code: Some(0),
-                stdout: String::new(),
-                stderr: String::new(),
-                stdout_truncated: false,
-                stderr_truncated: false,
-                duration_ms: 0,
-                started_at_ms: at,
-                completed_at_ms: at,
-                reason: None,
-            };
-            let _ = client
-                .post(format!("{base}/agent/jobs/{}/result", job.job_id))
-                .bearer_auth(&key)
-                .send_json(&report)
-                .await;
+        if poll.jobs.is_empty() {
+            continue;
         }
+        let at = db::now_ms();
+        let batch = ResultBatch {
+            agent_name: name.clone(),
+            results: poll
+                .jobs
+                .into_iter()
+                .map(|job| BatchedResult {
+                    job_id: job.job_id,
+                    report: JobResultReport {
+                        agent_name: name.clone(),
+                        outcome: RunOutcome::Success,
+                        exit_code: Some(0),
+                        stdout: String::new(),
+                        stderr: String::new(),
+                        stdout_truncated: false,
+                        stderr_truncated: false,
+                        duration_ms: 0,
+                        started_at_ms: at,
+                        completed_at_ms: at,
+                        reason: None,
+                    },
+                })
+                .collect(),
+        };
+        let _ = client
+            .post(format!("{base}/agent/results"))
+            .bearer_auth(&key)
+            .send_json(&batch)
+            .await;
     }
 }
 
@@ -475,6 +511,55 @@ fn replicas_label(replicas: usize, via: usize, on: usize) -> String {
         format!(" (same replica, {replicas} replicas)")
     } else {
         format!(" (through replica {via}, agents on replica {on})")
+    }
+}
+
+/// CPU time used so far by this process and by the PostgreSQL server's processes on this
+/// machine (Linux /proc): what a run costs, whatever else the machine is doing.
+struct CpuTimes {
+    process_secs: f64,
+    /// By pid, so that backends that end in between are not counted negative.
+    postgres: HashMap<u32, f64>,
+}
+
+/// (command name, utime + stime in seconds) from /proc/PID/stat.
+fn process_cpu(stat_path: &std::path::Path) -> Option<(String, f64)> {
+    // Clock ticks are 100 per second on Linux (sysconf(_SC_CLK_TCK)).
+    const TICK: f64 = 0.01;
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 counting from the state.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some((name, ticks * TICK))
+}
+
+impl CpuTimes {
+    fn now() -> CpuTimes {
+        let process_secs = process_cpu(std::path::Path::new("/proc/self/stat")).map_or(0.0, |(_, secs)| secs);
+        let mut postgres = HashMap::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some((name, secs)) = process_cpu(&entry.path().join("stat")) {
+                if name == "postgres" {
+                    postgres.insert(pid, secs);
+                }
+            }
+        }
+        CpuTimes { process_secs, postgres }
+    }
+
+    /// (this process, PostgreSQL) seconds since `before`.
+    fn since(&self, before: &CpuTimes) -> (f64, f64) {
+        let postgres = self
+            .postgres
+            .iter()
+            .map(|(pid, secs)| secs - before.postgres.get(pid).copied().unwrap_or(0.0))
+            .sum();
+        (self.process_secs - before.process_secs, postgres)
     }
 }
 

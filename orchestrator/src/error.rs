@@ -5,7 +5,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-#[derive(Debug, thiserror::Error)]
+/// Clone: a group commit hands one failure to every write of the batch.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// 400: the request could not be read at all (e.g. the body is not JSON).
     #[error("{message}")]

@@ -96,6 +96,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
         events: events.clone(),
         metrics: metrics.clone(),
         watchers: watchers.clone(),
+        dispatch_ack_timeout: config.dispatch_ack_timeout,
     };
     let tenants = TenantRegistry::new(deps, config.clone(), key_cache.clone(), arbiters).start();
     if matches!(db, Db::Postgres(_)) {

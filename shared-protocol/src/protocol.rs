@@ -3,10 +3,17 @@
 //! Endpoints (all authenticated with the agent's `sm_live_` API key as a Bearer token):
 //! - `POST /register-agent`            [`RegisterAgentRequest`] -> [`RegisterAgentResponse`]
 //! - `POST /agent/heartbeat`           [`HeartbeatRequest`] -> [`HeartbeatResponse`]
-//! - `GET  /agent/poll?agent=&capacity=&wait=` -> [`PollResponse`] (held up to `wait` s)
+//! - `GET  /agent/poll?agent=&capacity=&wait=&start=` -> [`PollResponse`] (held up to
+//!   `wait` s). With `start=implicit` the jobs handed out are started by the answer itself
+//!   (`running` from then on) and the agent sends no `/start`; such an agent lists the
+//!   jobs it holds in each heartbeat (`held_jobs`), and a job handed to it that it does not
+//!   hold a while later never arrived: it is queued again.
 //! - `POST /agent/jobs/{id}/start`     [`StartRequest`] -> 200, or 409 when the job was
-//!   cancelled or is not held by this agent (the agent must then not run it)
+//!   cancelled or is not held by this agent (the agent must then not run it); only for
+//!   polls without `start=implicit`
 //! - `POST /agent/jobs/{id}/result`    [`JobResultReport`] -> [`ResultAck`]; idempotent
+//! - `POST /agent/results`             [`ResultBatch`] -> [`ResultBatchAck`]: several
+//!   results at once, each settled on its own
 
 use crate::manifest::ManifestEntry;
 use serde::{Deserialize, Serialize};
@@ -120,6 +127,11 @@ pub struct HeartbeatRequest {
     pub heartbeat_interval: u64,
     #[serde(default)]
     pub version: Option<String>,
+    /// Every job this agent holds: running, or finished with its result not yet accepted.
+    /// Sent by agents that poll with `start=implicit`: a job handed to them that is not
+    /// listed (well after it was handed out) never reached them, and is queued again.
+    #[serde(default)]
+    pub held_jobs: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -210,4 +222,49 @@ pub struct ResultAck {
     /// True when this result had already been stored (a retried report).
     #[serde(default)]
     pub duplicate: bool,
+}
+
+/// Several results in one request (`POST /agent/results`), e.g. of quick jobs that
+/// finished together.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResultBatch {
+    pub agent_name: String,
+    pub results: Vec<BatchedResult>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchedResult {
+    pub job_id: String,
+    pub report: JobResultReport,
+}
+
+/// How each result of a batch was settled, in the batch's order.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResultBatchAck {
+    pub results: Vec<BatchedAck>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchedAck {
+    pub job_id: String,
+    pub outcome: BatchedOutcome,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum BatchedOutcome {
+    /// Stored now.
+    Stored,
+    /// Stored before (a retried report).
+    Duplicate,
+    /// Never accepted (not this agent's job, or not running): do not retry it.
+    Refused,
 }

@@ -303,6 +303,30 @@ impl<'a> ManualAgent<'a> {
         body
     }
 
+    /// A poll with `start=implicit`: the answer starts the jobs, no `/start` follows.
+    async fn poll_implicitly(&self, wait_secs: u64) -> Value {
+        let path = format!(
+            "/agent/poll?agent={}&capacity=1&wait={wait_secs}&start=implicit",
+            self.name
+        );
+        let (status, body) = self.fleet.app.get(&path, Some(&self.key)).await;
+        assert_eq!(status, StatusCode::OK, "poll: {body}");
+        body
+    }
+
+    /// A heartbeat listing the jobs the agent holds.
+    async fn heartbeat_holding(&self, held: &[&str]) -> (StatusCode, Value) {
+        let body = json!({
+            "agent_name": self.name,
+            "scripts": [{"name": "x.sh", "path": "x.sh", "description": ""}],
+            "running_jobs": held, "held_jobs": held, "heartbeat_interval": 60,
+        });
+        self.fleet
+            .app
+            .post_json("/agent/heartbeat", &body, Some(&self.key))
+            .await
+    }
+
     async fn start(&self, job_id: &str) -> (StatusCode, Value) {
         let body = json!({"agent_name": self.name, "started_at_ms": now_ms()});
         self.fleet
@@ -455,4 +479,78 @@ async fn a_job_handed_out_but_never_started_is_queued_again() {
         (json!("success"), json!("second try\n")),
         "{job}"
     );
+}
+
+#[actix_rt::test]
+async fn an_implicit_start_whose_answer_never_arrived_is_queued_again_and_runs_once() {
+    let fleet = Fleet::start_with(TestApp::builder().env("DISPATCH_ACK_TIMEOUT_SECS", "1")).await;
+    let agent = ManualAgent::register(&fleet, "forgetful", 60).await;
+    let lost = fleet.trigger_async("forgetful", "x.sh", json!({})).await;
+    let kept = fleet.trigger_async("forgetful", "x.sh", json!({})).await;
+    // The first answer started the job; the agent never got it.
+    assert_eq!(agent.poll_implicitly(5).await["jobs"][0]["job_id"], lost.as_str());
+    assert_eq!(fleet.job(&lost).await["status"], "running");
+    // A heartbeat right away holds nothing, but the answer may still be on its way: kept.
+    let (status, body) = agent.heartbeat_holding(&[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(fleet.job(&lost).await["status"], "running");
+    // Later, the second job (which it holds) stays; the first goes back to the queue.
+    assert_eq!(agent.poll_implicitly(5).await["jobs"][0]["job_id"], kept.as_str());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = agent.heartbeat_holding(&[&kept]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(fleet.job(&lost).await["status"], "pending");
+    assert_eq!(fleet.job(&kept).await["status"], "running");
+
+    // Handed out again, it runs and is reported once, in a batch with the other.
+    assert_eq!(agent.poll_implicitly(5).await["jobs"][0]["job_id"], lost.as_str());
+    let batch = json!({"agent_name": "forgetful", "results": [
+        {"job_id": lost, "report": agent.result("success", 0, "second try\n")},
+        {"job_id": kept, "report": agent.result("failed", 3, "kept\n")},
+        {"job_id": kept, "report": agent.result("failed", 3, "kept\n")},
+        {"job_id": "job_00000000000000000000000000000000", "report": agent.result("success", 0, "")},
+    ]});
+    let (status, ack) = fleet.app.post_json("/agent/results", &batch, Some(&agent.key)).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let outcomes: Vec<&str> = ack["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["stored", "stored", "duplicate", "refused"], "{ack}");
+    let job = fleet.job(&lost).await;
+    assert_eq!(
+        (job["status"].clone(), job["stdout"].clone()),
+        (json!("success"), json!("second try\n"))
+    );
+    assert_eq!(fleet.job(&kept).await["exit_code"], 3);
+
+    // Bad batches: another agent's name, too many, malformed.
+    let other = json!({"agent_name": "nobody", "results": []});
+    let (status, _) = fleet.app.post_json("/agent/results", &other, Some(&agent.key)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = fleet.app.post_json("/agent/results", &other, fleet.token()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a person's token is not an agent key");
+    let many: Vec<Value> = (0..1001)
+        .map(|_| json!({"job_id": kept, "report": agent.result("success", 0, "")}))
+        .collect();
+    let (status, body) = fleet
+        .app
+        .post_json(
+            "/agent/results",
+            &json!({"agent_name": "forgetful", "results": many}),
+            Some(&agent.key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = fleet
+        .app
+        .post_json(
+            "/agent/results",
+            &json!({"agent_name": "forgetful", "results": "x"}),
+            Some(&agent.key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }

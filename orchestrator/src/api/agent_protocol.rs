@@ -3,6 +3,7 @@
 
 use crate::api::docs::Endpoint;
 use crate::auth::Caller;
+use crate::db::jobs::Handover;
 use crate::error::{Error, Result};
 use crate::extract::JsonBody;
 use crate::state::AppState;
@@ -10,19 +11,24 @@ use crate::tenant::{self, messages};
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use shared_protocol::protocol::{
-    HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, ResultAck, StartRequest,
+    HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, ResultAck, ResultBatch, ResultBatchAck,
+    StartRequest,
 };
 use std::time::Duration;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Results carry up to two capped outputs, JSON-escaped.
 const RESULT_LIMIT: usize = 16 << 20;
+/// A batch of results: the agent sends big outputs one by one.
+const RESULT_BATCH_LIMIT: usize = 32 << 20;
+const MAX_BATCHED_RESULTS: usize = 1000;
 
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(Endpoint::new(__path_heartbeat, heartbeat));
     cfg.service(Endpoint::new(__path_poll, poll));
     cfg.service(Endpoint::new(__path_start, start));
     cfg.service(Endpoint::new(__path_result, result));
+    cfg.service(Endpoint::new(__path_results, results));
 }
 
 fn agent_key(caller: &Caller) -> Result<String> {
@@ -71,6 +77,18 @@ struct PollQuery {
     /// Seconds to hold the request when there is nothing to do (capped by MAX_POLL_WAIT_SECS).
     #[serde(default)]
     wait: Option<u64>,
+    /// `implicit`: the answer starts the jobs it hands out (they are `running` from then
+    /// on; no `/start` follows). `confirmed` (the default): each is confirmed with `/start`.
+    #[serde(default)]
+    start: StartMode,
+}
+
+#[derive(Clone, Copy, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum StartMode {
+    #[default]
+    Confirmed,
+    Implicit,
 }
 
 fn one() -> u32 {
@@ -104,6 +122,10 @@ async fn poll(state: web::Data<AppState>, caller: Caller, query: web::Query<Poll
         agent: query.agent,
         api_key_id: agent_key(&caller)?,
         capacity: query.capacity.min(256),
+        handover: match query.start {
+            StartMode::Confirmed => Handover::Confirmed,
+            StartMode::Implicit => Handover::Implicit,
+        },
     };
     let receiver = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
     let response = match tokio::time::timeout(wait, receiver).await {
@@ -178,6 +200,41 @@ async fn result(
         job_id: job_id.into_inner(),
         api_key_id: agent_key(&caller)?,
         report,
+    };
+    let ack = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
+    Ok(HttpResponse::Ok().json(ack))
+}
+
+/// The agent reports several results at once.
+///
+/// Each is settled on its own and answered in order: `stored`, `duplicate` (stored
+/// before) or `refused` (never accepted; do not retry it). They are written in one
+/// transaction.
+#[utoipa::path(
+    post, path = "/agent/results", tag = "agent protocol",
+    request_body = ResultBatch,
+    responses(
+        (status = 200, description = "Each result's outcome", body = ResultBatchAck),
+        (status = 403, description = "Not an API key (`api_key_required`), or the agent is registered with another key"),
+        (status = 404, description = "The agent is not registered"),
+        (status = 422, description = "More than 1000 results, or a malformed body"),
+    ),
+    security(("agent_key" = [])),
+)]
+async fn results(
+    state: web::Data<AppState>,
+    caller: Caller,
+    JsonBody(batch): JsonBody<ResultBatch, RESULT_BATCH_LIMIT>,
+) -> Result<HttpResponse> {
+    if batch.results.len() > MAX_BATCHED_RESULTS {
+        return Err(Error::Validation(format!(
+            "at most {MAX_BATCHED_RESULTS} results per batch"
+        )));
+    }
+    let message = messages::ReportResults {
+        agent: batch.agent_name,
+        api_key_id: agent_key(&caller)?,
+        results: batch.results,
     };
     let ack = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
     Ok(HttpResponse::Ok().json(ack))

@@ -9,17 +9,31 @@ use diesel::prelude::*;
 use diesel_async::AsyncConnection;
 use diesel_async::RunQueryDsl;
 
-/// Writes a batch of events in one transaction.
+/// Writes a batch of events: multi-row statements on PostgreSQL, one transaction of
+/// single rows on SQLite (which cannot batch rows with defaults).
 pub async fn insert_many(db: &Db, batch: &[Event]) -> Result<()> {
-    with_conn!(db, |conn| {
-        conn.transaction::<_, Error, _>(async |conn| {
-            for event in batch {
-                diesel::insert_into(events::table).values(event).execute(conn).await?;
-            }
-            Ok(())
-        })
-        .await
-    })
+    match db {
+        Db::Postgres(pool) => {
+            let mut conn = pool.get().await?;
+            conn.transaction::<_, Error, _>(async |conn| {
+                for chunk in batch.chunks(1000) {
+                    diesel::insert_into(events::table).values(chunk).execute(conn).await?;
+                }
+                Ok(())
+            })
+            .await
+        }
+        Db::Sqlite(pool) => {
+            let mut conn = pool.get().await?;
+            conn.transaction::<_, Error, _>(async |conn| {
+                for event in batch {
+                    diesel::insert_into(events::table).values(event).execute(conn).await?;
+                }
+                Ok(())
+            })
+            .await
+        }
+    }
 }
 
 /// The tenant's most recent events, newest first, optionally of one type.

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use diesel::{Connection, SqliteConnection};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::Pool;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -110,7 +110,11 @@ impl Db {
         let build_error = |e: deadpool::managed::BuildError| Error::Internal(format!("database pool: {e}"));
         match backend {
             Backend::Postgres(url) => {
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url.clone());
+                // No test query on every checkout (a round trip per database use): a
+                // connection whose socket closed is noticed and replaced anyway.
+                let mut config = ManagerConfig::<AsyncPgConnection>::default();
+                config.recycling_method = RecyclingMethod::Fast;
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url.clone(), config);
                 let pool = Pool::builder(manager)
                     .max_size(pool_size)
                     .runtime(deadpool::Runtime::Tokio1)
@@ -122,6 +126,7 @@ impl Db {
             }
             Backend::Sqlite(path) => {
                 let mut config = ManagerConfig::<SqliteAsync>::default();
+                config.recycling_method = RecyclingMethod::Fast;
                 config.custom_setup = Box::new(|url| {
                     async move {
                         let mut conn = SqliteAsync::establish(url).await?;

@@ -2,13 +2,14 @@
 //! holds the rules.
 
 use crate::cluster::Signal;
+use crate::db::jobs::Handover;
 use crate::db::models::{Agent, Job};
 use crate::error::Result;
 use actix::Message;
 use shared_protocol::api::{FanOutJob, JobView};
 use shared_protocol::protocol::{
-    HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, RegisterAgentRequest, RegisterAgentResponse,
-    ResultAck,
+    BatchedResult, HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, RegisterAgentRequest,
+    RegisterAgentResponse, ResultAck, ResultBatchAck,
 };
 use std::collections::BTreeMap;
 use tokio::sync::oneshot;
@@ -35,6 +36,8 @@ pub struct Poll {
     pub agent: String,
     pub api_key_id: String,
     pub capacity: u32,
+    /// How the jobs it gets are started (`start=implicit`: by the answer itself).
+    pub handover: Handover,
 }
 
 #[derive(Message)]
@@ -52,6 +55,15 @@ pub struct ReportResult {
     pub job_id: String,
     pub api_key_id: String,
     pub report: JobResultReport,
+}
+
+/// Several results of one agent (`POST /agent/results`), written in one transaction.
+#[derive(Message)]
+#[rtype(result = "Result<ResultBatchAck>")]
+pub struct ReportResults {
+    pub agent: String,
+    pub api_key_id: String,
+    pub results: Vec<BatchedResult>,
 }
 
 /// Queues one job; it is in the database before this returns.

@@ -266,10 +266,10 @@ impl Actor for TenantRegistry {
         ctx.run_interval(LIVENESS_SWEEP_INTERVAL, |registry, ctx| {
             registry.sweep_silent_agents(ctx)
         });
-        // SQLite has one orchestrator process: nobody else writes.
-        if matches!(self.deps.db, db::Db::Postgres(_)) {
-            ctx.run_interval(RESYNC_INTERVAL, |registry, ctx| registry.resync(ctx));
-        }
+        // On SQLite too: one orchestrator process writes, but the database stays the truth,
+        // so a job written by anything else (an operator, a restore) is found within the
+        // interval even by a poll that knows its queue as drained.
+        ctx.run_interval(RESYNC_INTERVAL, |registry, ctx| registry.resync(ctx));
     }
 }
 

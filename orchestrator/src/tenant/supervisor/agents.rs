@@ -7,7 +7,7 @@ use super::targets::Candidate;
 use super::TenantSupervisor;
 use crate::auth::sha256_hex;
 use crate::db::agents::HeartbeatWrite;
-use crate::db::models::Agent;
+use crate::db::models::{Agent, Job};
 use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::events::EventType;
@@ -176,14 +176,20 @@ impl TenantSupervisor {
         let agent = agent.to_owned();
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| match result {
             Ok(lost) => {
-                for job in &lost {
-                    tracing::warn!(job = %job.id, agent = %agent, "job lost");
-                    act.job_finished(job);
-                }
+                act.jobs_lost(&agent, &lost);
                 act.pump(&agent, ctx);
             }
             Err(error) => tracing::error!(%error, agent = %agent, "could not release the agent's jobs"),
         }));
+    }
+}
+
+impl TenantSupervisor {
+    fn jobs_lost(&mut self, agent: &str, lost: &[Job]) {
+        for job in lost {
+            tracing::warn!(job = %job.id, agent = %agent, "job lost");
+            self.job_finished(job);
+        }
     }
 }
 
@@ -266,16 +272,26 @@ impl TenantSupervisor {
             })
         })();
         let running_jobs = request.running_jobs.clone();
-        let db = self.db.clone();
+        let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
         Box::pin(
             async move {
                 let agent = checked?;
                 db::agents::upsert(&db, &agent).await?;
-                Ok(agent)
+                // An agent that (re)starts tells which jobs it still runs; the rest were
+                // lost. Released before the answer: the agent's next poll may be handed
+                // (and so start) jobs, which a later release would wrongly count as lost.
+                let lost = match running_jobs {
+                    Some(keep) => {
+                        let reason = format!("agent {} restarted while the job was running", agent.name);
+                        db::jobs::release_agent_jobs(&db, &tenant, &agent.name, &keep, &reason, db::now_ms()).await?
+                    }
+                    None => Vec::new(),
+                };
+                Ok((agent, lost))
             }
             .into_actor(self)
-            .map(move |result: Result<Agent>, act, ctx| {
-                let agent = result?;
+            .map(move |result: Result<(Agent, Vec<Job>)>, act, ctx| {
+                let (agent, lost) = result?;
                 let name = agent.name.clone();
                 let online = agent.status == "online";
                 let previous = act.agents.get(&name).map(|e| e.online());
@@ -292,11 +308,11 @@ impl TenantSupervisor {
                 if online && previous != Some(true) {
                     act.publish_status(&name, true, &tags);
                 }
-                // An agent that (re)starts tells which jobs it still runs; the rest were lost.
-                if let Some(running) = running_jobs {
-                    let reason = format!("agent {name} restarted while the job was running");
-                    act.release_jobs(&name, running, reason, ctx);
+                if !lost.is_empty() {
+                    act.jobs_lost(&name, &lost);
                 }
+                act.dispatch.queued(&name);
+                act.pump(&name, ctx);
                 Ok(RegisterAgentResponse {
                     status: "ok".into(),
                     agent: name,
@@ -331,10 +347,18 @@ impl TenantSupervisor {
         let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
         let name = request.agent_name.clone();
         let version = request.version.clone();
+        let held = request.held_jobs.clone();
+        let handed_before = db::now_ms() - self.dispatch_ack_timeout.as_millis() as i64;
         Box::pin(
             async move {
                 let (scripts, interval, changed) = checked?;
                 let now = db::now_ms();
+                // An agent that starts implicitly holds every job it got: one it does not
+                // hold, well after it was handed out, never reached it.
+                let requeued = match &held {
+                    Some(held) => db::jobs::requeue_unheld(&db, &tenant, &name, held, handed_before).await?,
+                    None => 0,
+                };
                 let heartbeat = db::agents::HeartbeatRow {
                     now,
                     scripts: &scripts,
@@ -344,11 +368,15 @@ impl TenantSupervisor {
                 };
                 let written = db::agents::record_heartbeat(&db, &tenant, &name, &heartbeat).await?;
                 let cancel = db::jobs::cancel_requests(&db, &tenant, &name).await?;
-                Ok((now, scripts, interval, written, cancel))
+                Ok((now, scripts, interval, written, cancel, requeued))
             }
             .into_actor(self)
-            .map(move |result: Result<_>, act, _| {
-                let (now, scripts, interval, written, cancel) = result?;
+            .map(move |result: Result<_>, act, ctx| {
+                let (now, scripts, interval, written, cancel, requeued) = result?;
+                if requeued > 0 {
+                    tracing::warn!(agent = %request.agent_name, requeued, "jobs handed to the agent never reached it; queued again");
+                    act.queued_elsewhere(std::slice::from_ref(&request.agent_name), ctx);
+                }
                 if written == HeartbeatWrite::Unknown {
                     act.agents.remove(&request.agent_name);
                     return Err(Error::not_found(format!(

@@ -4,6 +4,7 @@
 //! and answers the poll. [`Queues`] holds the decisions; the actor methods do the I/O.
 
 use super::TenantSupervisor;
+use crate::db::jobs::Handover;
 use crate::db::models::Job;
 use crate::db::{self};
 use crate::error::Result;
@@ -19,7 +20,14 @@ pub const MAX_BATCH: u32 = 100;
 
 pub(super) struct Waiter {
     capacity: u32,
+    handover: Handover,
     tx: oneshot::Sender<PollResponse>,
+}
+
+impl Waiter {
+    pub fn handover(&self) -> Handover {
+        self.handover
+    }
 }
 
 /// The dispatch state of one tenant's agents in this process.
@@ -42,21 +50,25 @@ impl Queues {
     /// Parks a poll. An agent keeps one poll open: an older one still parked was
     /// abandoned (the agent restarted, or replaced it to ask for more capacity). It is
     /// released rather than risk handing a job to a connection nobody reads.
-    pub fn park(&mut self, agent: &str, capacity: u32) -> oneshot::Receiver<PollResponse> {
+    pub fn park(&mut self, agent: &str, capacity: u32, handover: Handover) -> oneshot::Receiver<PollResponse> {
         let (tx, rx) = oneshot::channel();
         let queue = self.waiters.entry(agent.to_owned()).or_default();
         for stale in queue.drain(..) {
             let _ = stale.tx.send(PollResponse::default());
         }
-        queue.push_back(Waiter { capacity, tx });
+        queue.push_back(Waiter { capacity, handover, tx });
         rx
     }
 
-    /// How many jobs a claim should ask for: the first live poll's free capacity.
-    pub fn claim_capacity(&mut self, agent: &str) -> Option<u32> {
+    /// How many jobs a claim should ask for (the first live poll's free capacity), and how
+    /// that poll starts them.
+    pub fn claim_capacity(&mut self, agent: &str) -> Option<(u32, Handover)> {
         let queue = self.waiters.get_mut(agent)?;
         queue.retain(|w| !w.tx.is_closed());
-        queue.iter().find(|w| w.capacity > 0).map(|w| w.capacity.min(MAX_BATCH))
+        queue
+            .iter()
+            .find(|w| w.capacity > 0)
+            .map(|w| (w.capacity.min(MAX_BATCH), w.handover))
     }
 
     /// Takes the first live parked poll of the agent that has room for jobs.
@@ -99,6 +111,11 @@ impl Queues {
     pub fn claim_failed(&mut self, agent: &str) {
         self.pumping.remove(agent);
         self.drained.remove(agent);
+    }
+
+    /// Whether the agent's queue is known to be empty (see `drained`).
+    pub fn is_drained(&self, agent: &str) -> bool {
+        self.drained.contains(agent)
     }
 
     /// Jobs were queued for the agent (here or elsewhere): the queue is not empty.
@@ -198,17 +215,20 @@ impl TenantSupervisor {
     /// agent is in flight at a time; news that lands meanwhile asks for another round, so
     /// no job is missed.
     pub(super) fn pump(&mut self, agent: &str, ctx: &mut Context<Self>) {
-        let Some(capacity) = self.dispatch.claim_capacity(agent) else {
+        let Some((capacity, handover)) = self.dispatch.claim_capacity(agent) else {
             return;
         };
         if !self.dispatch.begin_claim(agent) {
             return;
         }
         let (db, tenant, name) = (self.db.clone(), self.tenant_id.clone(), agent.to_owned());
-        let claim = async move { db::jobs::claim(&db, &tenant, &name, capacity as i64, db::now_ms()).await };
+        let claim = async move { db::jobs::claim(&db, &tenant, &name, capacity as i64, db::now_ms(), handover).await };
         let agent = agent.to_owned();
         ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| match result {
             Ok(jobs) => {
+                if handover == Handover::Implicit {
+                    act.started_implicitly(&jobs);
+                }
                 let again = act.dispatch.end_claim(&agent, capacity, jobs.len());
                 if !jobs.is_empty() {
                     act.deliver(&agent, jobs, None, ctx);
@@ -231,6 +251,7 @@ impl TenantSupervisor {
         let Some(unanswered) = self.dispatch.answer(agent, waiter, assignments(&jobs)) else {
             return;
         };
+        // Back to the queue, including those started implicitly: no agent has them.
         let ids: Vec<String> = unanswered.jobs.into_iter().map(|j| j.job_id).collect();
         let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
         ctx.spawn(
@@ -260,8 +281,12 @@ impl Handler<Poll> for TenantSupervisor {
         let agent = msg.agent.clone();
         self.with_agent(&agent, ctx, move |act, ctx| {
             act.authorized_agent(&msg.agent, &msg.api_key_id)?;
-            let rx = act.dispatch.park(&msg.agent, msg.capacity);
-            act.pump(&msg.agent, ctx);
+            let rx = act.dispatch.park(&msg.agent, msg.capacity, msg.handover);
+            // A queue known to be empty needs no claim: whatever is queued for the agent
+            // from now on (here, or heard of from another replica) goes to this poll.
+            if !act.dispatch.is_drained(&msg.agent) {
+                act.pump(&msg.agent, ctx);
+            }
             Ok(rx)
         })
     }
@@ -294,26 +319,26 @@ mod tests {
     #[test]
     fn a_new_poll_releases_the_one_it_replaces() {
         let mut queues = Queues::default();
-        let mut first = queues.park("a", 1);
-        let _second = queues.park("a", 1);
+        let mut first = queues.park("a", 1, Handover::Confirmed);
+        let _second = queues.park("a", 1, Handover::Confirmed);
         assert_eq!(
             first.try_recv().unwrap().jobs.len(),
             0,
             "the older poll is answered empty"
         );
-        assert_eq!(queues.claim_capacity("a"), Some(1));
+        assert_eq!(queues.claim_capacity("a"), Some((1, Handover::Confirmed)));
     }
 
     #[test]
     fn direct_hand_over_only_when_the_queue_is_known_empty() {
         let mut queues = Queues::default();
-        let _rx = queues.park("a", 2);
+        let _rx = queues.park("a", 2, Handover::Confirmed);
         assert!(queues.direct_waiter("a").is_none(), "nothing known about the queue yet");
         assert!(queues.begin_claim("a"));
         assert!(!queues.end_claim("a", 2, 0), "an empty claim: the queue is drained");
         assert!(queues.direct_waiter("a").is_some());
         // Once queued elsewhere, the queue may hold older jobs: claim instead.
-        let _rx = queues.park("a", 2);
+        let _rx = queues.park("a", 2, Handover::Confirmed);
         queues.queued("a");
         assert!(queues.direct_waiter("a").is_none());
     }
@@ -321,8 +346,8 @@ mod tests {
     #[test]
     fn news_during_a_claim_asks_for_another() {
         let mut queues = Queues::default();
-        let _rx = queues.park("a", 5);
-        assert_eq!(queues.claim_capacity("a"), Some(5));
+        let _rx = queues.park("a", 5, Handover::Confirmed);
+        assert_eq!(queues.claim_capacity("a"), Some((5, Handover::Confirmed)));
         assert!(queues.begin_claim("a"));
         assert!(!queues.begin_claim("a"), "one claim in flight per agent");
         assert!(queues.end_claim("a", 5, 1), "news arrived meanwhile: claim again");
@@ -333,10 +358,10 @@ mod tests {
     #[test]
     fn an_answer_skips_abandoned_polls_and_comes_back_when_nobody_takes_it() {
         let mut queues = Queues::default();
-        let rx = queues.park("a", 1);
+        let rx = queues.park("a", 1, Handover::Confirmed);
         drop(rx);
         assert!(queues.answer("a", None, job_response("job_1")).is_some());
-        let mut rx = queues.park("a", 1);
+        let mut rx = queues.park("a", 1, Handover::Confirmed);
         assert!(queues.answer("a", None, job_response("job_2")).is_none());
         assert_eq!(rx.try_recv().unwrap().jobs[0].job_id, "job_2");
     }
@@ -345,7 +370,7 @@ mod tests {
     fn cancel_orders_are_sent_once_and_forgotten_when_done() {
         let mut queues = Queues::default();
         assert!(!queues.send_cancel("a", "job_1"), "no poll parked");
-        let mut rx = queues.park("a", 1);
+        let mut rx = queues.park("a", 1, Handover::Confirmed);
         assert!(queues.send_cancel("a", "job_1"));
         assert_eq!(rx.try_recv().unwrap().cancel, ["job_1"]);
         let outstanding = vec![

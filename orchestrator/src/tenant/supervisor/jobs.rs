@@ -6,16 +6,18 @@
 use super::agents::AgentEntry;
 use super::targets::{self, Candidate, Selector};
 use super::TenantSupervisor;
-use crate::db::jobs::{CancelOutcome, CompleteOutcome, Completion, StartOutcome};
+use crate::db::jobs::{CancelOutcome, CompleteOutcome, Completion, Handover, ResultWrite, StartOutcome};
 use crate::db::models::{Fanout, Job};
 use crate::db::{self};
 use crate::error::{Error, Result};
-use crate::tenant::messages::{Cancel, FanOut, FannedOut, ReportResult, StartJob, Trigger, Triggered};
+use crate::tenant::messages::{Cancel, FanOut, FannedOut, ReportResult, ReportResults, StartJob, Trigger, Triggered};
 use crate::views::job_view;
 use actix::prelude::*;
 use serde_json::json;
 use shared_protocol::api::{FanOutJob, JobView};
-use shared_protocol::protocol::{ResultAck, RunOutcome};
+use shared_protocol::protocol::{
+    BatchedAck, BatchedOutcome, BatchedResult, JobResultReport, ResultAck, ResultBatchAck, RunOutcome,
+};
 use shared_protocol::JobStatus;
 
 pub(super) fn not_in_manifest(agent: &AgentEntry, script: &str) -> Error {
@@ -35,12 +37,12 @@ impl Handler<Trigger> for TenantSupervisor {
 
     fn handle(&mut self, msg: Trigger, ctx: &mut Context<Self>) -> Self::Result {
         let agent = msg.agent.clone();
-        self.with_agent_then(&agent, ctx, move |act, _| act.trigger(msg))
+        self.with_agent_then(&agent, ctx, move |act, ctx| act.trigger(msg, ctx))
     }
 }
 
 impl TenantSupervisor {
-    fn trigger(&mut self, msg: Trigger) -> ResponseActFuture<Self, Result<Triggered>> {
+    fn trigger(&mut self, msg: Trigger, ctx: &mut Context<Self>) -> ResponseActFuture<Self, Result<Triggered>> {
         let checked = (|| {
             let agent = self
                 .agents
@@ -53,24 +55,23 @@ impl TenantSupervisor {
             Ok((job, agent.online()))
         })();
         // Fast path: nothing queued ahead and a poll parked here, so the job is written as
-        // dispatched and handed over at once.
+        // handed over (dispatched, or running for an agent that starts implicitly) and
+        // given to the poll once committed.
         let direct = match &checked {
             Ok(_) => self.dispatch.direct_waiter(&msg.agent),
             Err(_) => None,
         };
-        let checked = checked.map(|(mut job, online)| {
-            if direct.is_some() {
-                job.status = JobStatus::Dispatched.as_str().into();
-                job.dispatched_at = Some(job.created_at);
-                job.attempts = 1;
+        let written = checked.map(|(mut job, online)| {
+            if let Some(waiter) = &direct {
+                let now = job.created_at;
+                waiter.handover().apply(&mut job, now);
             }
-            (job, online)
+            (self.insert_job(job.clone(), ctx), job, online)
         });
-        let db = self.db.clone();
         Box::pin(
             async move {
-                let (job, online) = checked?;
-                db::jobs::insert(&db, &job).await?;
+                let (committed, job, online) = written?;
+                committed.await?;
                 Ok(Triggered {
                     job,
                     agent_online: online,
@@ -88,9 +89,12 @@ impl TenantSupervisor {
                     }
                 };
                 let agent = triggered.job.agent_name.clone();
-                if direct.is_some() {
+                if let Some(waiter) = direct {
                     // The caller sees the job as queued: the agent has not confirmed it yet.
-                    act.deliver(&agent, vec![triggered.job.clone()], direct, ctx);
+                    if waiter.handover() == Handover::Implicit {
+                        act.started_implicitly(std::slice::from_ref(&triggered.job));
+                    }
+                    act.deliver(&agent, vec![triggered.job.clone()], Some(waiter), ctx);
                 } else {
                     act.dispatch.queued(&agent);
                     act.pump(&agent, ctx);
@@ -218,69 +222,134 @@ impl Handler<ReportResult> for TenantSupervisor {
 
     fn handle(&mut self, msg: ReportResult, ctx: &mut Context<Self>) -> Self::Result {
         let agent = msg.report.agent_name.clone();
-        self.with_agent_then(&agent, ctx, move |act, _| act.report_result(msg))
+        self.with_agent_then(&agent, ctx, move |act, ctx| {
+            let job_id = msg.job_id.clone();
+            let authorized = act
+                .authorized_agent(&msg.report.agent_name, &msg.api_key_id)
+                .map(|_| ());
+            let stored = authorized.map(|()| act.store_result(result_write(msg.job_id, msg.report), ctx));
+            Box::pin(
+                async move { stored?.await }
+                    .into_actor(act)
+                    .map(move |outcome, act, _| match act.result_settled(outcome?) {
+                        Ok(duplicate) => Ok(ResultAck {
+                            status: "ok".into(),
+                            duplicate,
+                        }),
+                        Err(why) => Err(Error::conflict(
+                            "result_refused",
+                            format!("result for job {job_id} refused: {why}"),
+                        )),
+                    }),
+            )
+        })
+    }
+}
+
+impl Handler<ReportResults> for TenantSupervisor {
+    type Result = ResponseActFuture<Self, Result<ResultBatchAck>>;
+
+    fn handle(&mut self, msg: ReportResults, ctx: &mut Context<Self>) -> Self::Result {
+        let agent = msg.agent.clone();
+        self.with_agent_then(&agent, ctx, move |act, ctx| {
+            let authorized = act.authorized_agent(&msg.agent, &msg.api_key_id).map(|_| ());
+            let mut pending = Vec::with_capacity(msg.results.len());
+            if authorized.is_ok() {
+                for BatchedResult { job_id, mut report } in msg.results {
+                    // The batch speaks for one agent; each result is that agent's.
+                    report.agent_name = msg.agent.clone();
+                    let stored = act.store_result(result_write(job_id.clone(), report), ctx);
+                    pending.push((job_id, stored));
+                }
+            }
+            Box::pin(
+                async move {
+                    authorized?;
+                    let mut outcomes = Vec::with_capacity(pending.len());
+                    for (job_id, stored) in pending {
+                        outcomes.push((job_id, stored.await));
+                    }
+                    Ok(outcomes)
+                }
+                .into_actor(act)
+                .map(|outcomes: Result<Vec<(String, Result<CompleteOutcome>)>>, act, _| {
+                    let mut results = Vec::new();
+                    for (job_id, outcome) in outcomes? {
+                        let (outcome, message) = match act.result_settled(outcome?) {
+                            Ok(false) => (BatchedOutcome::Stored, None),
+                            Ok(true) => (BatchedOutcome::Duplicate, None),
+                            Err(why) => (BatchedOutcome::Refused, Some(why)),
+                        };
+                        results.push(BatchedAck {
+                            job_id,
+                            outcome,
+                            message,
+                        });
+                    }
+                    Ok(ResultBatchAck { results })
+                }),
+            )
+        })
+    }
+}
+
+/// An agent's report as the row it writes.
+fn result_write(job_id: String, report: JobResultReport) -> ResultWrite {
+    let status = match report.outcome {
+        RunOutcome::Success => JobStatus::Success,
+        RunOutcome::Failed | RunOutcome::Rejected => JobStatus::Failed,
+        RunOutcome::Timeout => JobStatus::Timeout,
+        RunOutcome::Cancelled => JobStatus::Cancelled,
+    };
+    let reason = if report.outcome == RunOutcome::Rejected {
+        Some(format!(
+            "refused by the agent: {}",
+            report.reason.as_deref().unwrap_or("not allowed")
+        ))
+    } else {
+        report.reason
+    };
+    ResultWrite {
+        agent: report.agent_name,
+        job_id,
+        completion: Completion {
+            status,
+            exit_code: report.exit_code,
+            stdout: report.stdout,
+            stderr: report.stderr,
+            stdout_truncated: report.stdout_truncated,
+            stderr_truncated: report.stderr_truncated,
+            duration_ms: report.duration_ms.min(i64::MAX as u64) as i64,
+            started_at: report.started_at_ms,
+            completed_at: report.completed_at_ms,
+            reason,
+        },
     }
 }
 
 impl TenantSupervisor {
-    fn report_result(&mut self, msg: ReportResult) -> ResponseActFuture<Self, Result<ResultAck>> {
-        let checked = self
-            .authorized_agent(&msg.report.agent_name, &msg.api_key_id)
-            .map(|_| ());
-        let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
-        let job_id = msg.job_id.clone();
-        Box::pin(
-            async move {
-                checked?;
-                let report = &msg.report;
-                let status = match report.outcome {
-                    RunOutcome::Success => JobStatus::Success,
-                    RunOutcome::Failed | RunOutcome::Rejected => JobStatus::Failed,
-                    RunOutcome::Timeout => JobStatus::Timeout,
-                    RunOutcome::Cancelled => JobStatus::Cancelled,
-                };
-                let rejected_reason = (report.outcome == RunOutcome::Rejected).then(|| {
-                    format!(
-                        "refused by the agent: {}",
-                        report.reason.as_deref().unwrap_or("not allowed")
-                    )
-                });
-                let completion = Completion {
-                    status,
-                    exit_code: report.exit_code,
-                    stdout: &report.stdout,
-                    stderr: &report.stderr,
-                    stdout_truncated: report.stdout_truncated,
-                    stderr_truncated: report.stderr_truncated,
-                    duration_ms: report.duration_ms.min(i64::MAX as u64) as i64,
-                    started_at: report.started_at_ms,
-                    completed_at: report.completed_at_ms,
-                    reason: rejected_reason.as_deref().or(report.reason.as_deref()),
-                };
-                db::jobs::complete(&db, &tenant, &report.agent_name, &msg.job_id, &completion).await
-            }
-            .into_actor(self)
-            .map(move |result, act, _| match result? {
-                CompleteOutcome::Stored(job) => {
-                    if let Some(duration_ms) = job.duration_ms {
-                        act.metrics.job_duration(duration_ms);
-                    }
-                    act.job_finished(&job);
-                    Ok(ResultAck {
-                        status: "ok".into(),
-                        duplicate: false,
-                    })
+    /// Jobs were started by their handover (an implicit start): how long each waited.
+    pub(super) fn started_implicitly(&self, jobs: &[Job]) {
+        let now = db::now_ms();
+        for job in jobs {
+            self.metrics.dispatch_latency(now - job.created_at);
+        }
+    }
+
+    /// After a result's write: a stored one is counted, published and its waiters woken.
+    /// Ok(duplicate?) or Err(why it was refused).
+    fn result_settled(&mut self, outcome: CompleteOutcome) -> std::result::Result<bool, String> {
+        match outcome {
+            CompleteOutcome::Stored(job) => {
+                if let Some(duration_ms) = job.duration_ms {
+                    self.metrics.job_duration(duration_ms);
                 }
-                CompleteOutcome::Duplicate => Ok(ResultAck {
-                    status: "ok".into(),
-                    duplicate: true,
-                }),
-                CompleteOutcome::Refused(why) => Err(Error::conflict(
-                    "result_refused",
-                    format!("result for job {job_id} refused: {why}"),
-                )),
-            }),
-        )
+                self.job_finished(&job);
+                Ok(false)
+            }
+            CompleteOutcome::Duplicate => Ok(true),
+            CompleteOutcome::Refused(why) => Err(why),
+        }
     }
 }
 

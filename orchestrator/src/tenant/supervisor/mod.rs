@@ -7,10 +7,12 @@
 //! - [`agents`]: registration, heartbeats, liveness, deletion, the agent cache;
 //! - [`dispatch`]: parked polls, claims, handing jobs and cancel orders to agents;
 //! - [`jobs`]: triggers, fan-outs, starts, results, cancels;
+//! - [`commit`]: group commit of new jobs and results;
 //! - [`schedules`]: schedule timers and fires;
 //! - [`targets`]: which agents a fan-out or a schedule fire goes to.
 
 mod agents;
+mod commit;
 mod dispatch;
 mod jobs;
 mod schedules;
@@ -30,6 +32,7 @@ use agents::AgentEntry;
 use shared_protocol::JobStatus;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct TenantSupervisor {
     tenant_id: String,
@@ -40,6 +43,10 @@ pub struct TenantSupervisor {
     watchers: Arc<Watchers>,
     agents: HashMap<String, AgentEntry>,
     dispatch: dispatch::Queues,
+    commits: commit::GroupCommit,
+    /// A job handed to an agent that starts implicitly, and not in its held jobs this long
+    /// after, never reached it (`DISPATCH_ACK_TIMEOUT_SECS`).
+    dispatch_ack_timeout: Duration,
     /// The timers of the tenant's enabled schedules (see `schedules`).
     schedules: schedules::ScheduleTimers,
 }
@@ -51,6 +58,7 @@ pub struct SupervisorDeps {
     pub events: Addr<EventBus>,
     pub metrics: Metrics,
     pub watchers: Arc<Watchers>,
+    pub dispatch_ack_timeout: Duration,
 }
 
 impl TenantSupervisor {
@@ -63,6 +71,8 @@ impl TenantSupervisor {
             watchers: deps.watchers,
             agents: HashMap::new(),
             dispatch: dispatch::Queues::default(),
+            commits: commit::GroupCommit::default(),
+            dispatch_ack_timeout: deps.dispatch_ack_timeout,
             schedules: schedules::ScheduleTimers::default(),
         }
     }
@@ -148,6 +158,7 @@ impl Supervised for TenantSupervisor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::warn!(tenant = %self.tenant_id, "tenant supervisor restarting");
         self.dispatch = dispatch::Queues::default();
+        self.commits = commit::GroupCommit::default();
         self.schedules = schedules::ScheduleTimers::default();
     }
 }

@@ -8,46 +8,27 @@ use crate::error::{Error, Result};
 use crate::with_conn;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use shared_protocol::JobStatus;
+
+mod claim;
+mod results;
+
+pub use claim::{claim, Handover};
+use results::InsertJobs;
+pub use results::{write_batch, CompleteOutcome, Completion, ResultWrite};
 
 const PENDING: &str = "pending";
 const DISPATCHED: &str = "dispatched";
 const RUNNING: &str = "running";
 
-pub async fn insert(db: &Db, job: &Job) -> Result<()> {
-    with_conn!(db, |conn| {
-        diesel::insert_into(jobs::table).values(job).execute(conn).await?;
-        Ok(())
-    })
-}
-
-/// Writes a fan-out and all its jobs in one transaction (multi-row inserts on PostgreSQL;
-/// SQLite, which cannot batch rows with defaults, takes them one by one in the transaction).
+/// Writes a fan-out and all its jobs in one transaction.
 pub async fn insert_fanout(db: &Db, fanout: &Fanout, batch: &[Job]) -> Result<()> {
-    match db {
-        Db::Postgres(pool) => {
-            let mut conn = pool.get().await?;
-            conn.transaction::<_, Error, _>(async |conn| {
-                diesel::insert_into(fanouts::table).values(fanout).execute(conn).await?;
-                for chunk in batch.chunks(1000) {
-                    diesel::insert_into(jobs::table).values(chunk).execute(conn).await?;
-                }
-                Ok(())
-            })
-            .await
-        }
-        Db::Sqlite(pool) => {
-            let mut conn = pool.get().await?;
-            conn.transaction::<_, Error, _>(async |conn| {
-                diesel::insert_into(fanouts::table).values(fanout).execute(conn).await?;
-                for job in batch {
-                    diesel::insert_into(jobs::table).values(job).execute(conn).await?;
-                }
-                Ok(())
-            })
-            .await
-        }
-    }
+    with_conn!(db, |conn| {
+        conn.transaction::<_, Error, _>(async |conn| {
+            diesel::insert_into(fanouts::table).values(fanout).execute(conn).await?;
+            conn.insert_jobs(batch).await
+        })
+        .await
+    })
 }
 
 pub async fn find_fanout(db: &Db, tenant_id: &str, fanout_id: &str) -> Result<Option<Fanout>> {
@@ -138,47 +119,21 @@ pub async fn outputs(db: &Db, tenant_id: &str, job_ids: &[String]) -> Result<Vec
     })
 }
 
-/// Hands up to `limit` of the agent's oldest pending jobs to it: `pending` -> `dispatched`,
-/// in one statement. On PostgreSQL the rows are locked with SKIP LOCKED so that replicas
-/// never claim one twice.
-pub async fn claim(db: &Db, tenant_id: &str, agent: &str, limit: i64, now: i64) -> Result<Vec<Job>> {
-    use diesel::sql_types::{BigInt, Text};
-    // A CTE, not `id IN (subquery)`: PostgreSQL may evaluate an IN subquery more than once
-    // and so claim more rows than the LIMIT; a locking CTE runs once.
-    const PG: &str = "WITH next AS (SELECT id FROM jobs WHERE tenant_id = $2 AND agent_name = $3 \
-        AND status = 'pending' ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-        UPDATE jobs SET status = 'dispatched', dispatched_at = $1, attempts = jobs.attempts + 1 \
-        FROM next WHERE jobs.id = next.id AND jobs.status = 'pending' RETURNING jobs.*";
-    const SQLITE: &str = "UPDATE jobs SET status = 'dispatched', dispatched_at = ?, attempts = attempts + 1 \
-        WHERE status = 'pending' AND id IN (SELECT id FROM jobs WHERE tenant_id = ? AND agent_name = ? \
-        AND status = 'pending' ORDER BY id LIMIT ?) RETURNING *";
-    let sql = match db {
-        Db::Postgres(_) => PG,
-        Db::Sqlite(_) => SQLITE,
-    };
-    let mut claimed: Vec<Job> = with_conn!(db, |conn| {
-        diesel::sql_query(sql)
-            .bind::<BigInt, _>(now)
-            .bind::<Text, _>(tenant_id)
-            .bind::<Text, _>(agent)
-            .bind::<BigInt, _>(limit)
-            .load::<Job>(conn)
-            .await?
-    });
-    claimed.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(claimed)
-}
-
-/// Puts dispatched jobs that were never delivered back in the queue.
+/// Puts jobs just handed over (dispatched, or running by an implicit start) that no poll
+/// took back in the queue.
 pub async fn requeue(db: &Db, tenant_id: &str, ids: &[String]) -> Result<usize> {
     with_conn!(db, |conn| {
         Ok(diesel::update(
             jobs::table
                 .filter(jobs::tenant_id.eq(tenant_id))
                 .filter(jobs::id.eq_any(ids))
-                .filter(jobs::status.eq(DISPATCHED)),
+                .filter(jobs::status.eq_any([DISPATCHED, RUNNING])),
         )
-        .set((jobs::status.eq(PENDING), jobs::dispatched_at.eq(None::<i64>)))
+        .set((
+            jobs::status.eq(PENDING),
+            jobs::dispatched_at.eq(None::<i64>),
+            jobs::started_at.eq(None::<i64>),
+        ))
         .execute(conn)
         .await?)
     })
@@ -252,78 +207,26 @@ pub async fn mark_started(
     })
 }
 
-/// What a finished run wrote.
-pub struct Completion<'a> {
-    pub status: JobStatus,
-    pub exit_code: Option<i32>,
-    pub stdout: &'a str,
-    pub stderr: &'a str,
-    pub stdout_truncated: bool,
-    pub stderr_truncated: bool,
-    pub duration_ms: i64,
-    pub started_at: i64,
-    pub completed_at: i64,
-    pub reason: Option<&'a str>,
-}
-
-pub enum CompleteOutcome {
-    Stored(Box<Job>),
-    /// The result had been stored before (a retried report): nothing changed.
-    Duplicate,
-    Refused(String),
-}
-
-/// Stores a result from the agent that holds the job. A job already marked `lost` takes
-/// the late result: the run did finish, and losing its output would be worse.
-pub async fn complete(
-    db: &Db,
-    tenant_id: &str,
-    agent: &str,
-    job_id: &str,
-    result: &Completion<'_>,
-) -> Result<CompleteOutcome> {
+/// Jobs an agent that starts implicitly was handed at least a while ago (`before`) but
+/// does not hold (`held`, from its heartbeat): the poll answer never reached it, so
+/// they go back to the queue. Returns how many.
+pub async fn requeue_unheld(db: &Db, tenant_id: &str, agent: &str, held: &[String], before: i64) -> Result<usize> {
     with_conn!(db, |conn| {
-        let stored: Option<Job> = diesel::update(
+        Ok(diesel::update(
             jobs::table
-                .filter(jobs::id.eq(job_id))
                 .filter(jobs::tenant_id.eq(tenant_id))
                 .filter(jobs::agent_name.eq(agent))
-                .filter(jobs::status.eq_any([DISPATCHED, RUNNING, "lost"])),
+                .filter(jobs::status.eq(RUNNING))
+                .filter(jobs::dispatched_at.lt(before))
+                .filter(jobs::id.ne_all(held)),
         )
         .set((
-            jobs::status.eq(result.status.as_str()),
-            jobs::exit_code.eq(result.exit_code),
-            jobs::stdout.eq(result.stdout),
-            jobs::stderr.eq(result.stderr),
-            jobs::stdout_truncated.eq(result.stdout_truncated),
-            jobs::stderr_truncated.eq(result.stderr_truncated),
-            jobs::duration_ms.eq(result.duration_ms),
-            jobs::started_at.eq(result.started_at),
-            jobs::completed_at.eq(result.completed_at),
-            jobs::reason.eq(result.reason),
+            jobs::status.eq(PENDING),
+            jobs::dispatched_at.eq(None::<i64>),
+            jobs::started_at.eq(None::<i64>),
         ))
-        .returning(Job::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?;
-        if let Some(job) = stored {
-            return Ok(CompleteOutcome::Stored(Box::new(job)));
-        }
-        let current: Option<(String, String)> = jobs::table
-            .filter(jobs::id.eq(job_id))
-            .filter(jobs::tenant_id.eq(tenant_id))
-            .select((jobs::status, jobs::agent_name))
-            .first(conn)
-            .await
-            .optional()?;
-        Ok(match current {
-            Some((_, holder)) if holder != agent => CompleteOutcome::Refused("this agent does not hold the job".into()),
-            Some((status, _)) if JobStatus::parse(&status).is_some_and(JobStatus::is_terminal) => {
-                CompleteOutcome::Duplicate
-            }
-            Some((status, _)) => CompleteOutcome::Refused(format!("job is {status}, not running")),
-            None => CompleteOutcome::Refused("no such job".into()),
-        })
+        .execute(conn)
+        .await?)
     })
 }
 

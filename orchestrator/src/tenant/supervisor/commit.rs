@@ -1,0 +1,108 @@
+//! Group commit: the job writes that arrive while a transaction is in flight (new jobs
+//! from triggers, results from agents) wait for it and then go together in the next one.
+//! Nothing waits when nothing is in flight, so a lone write is as quick as before, and
+//! under load one commit carries many writes. Nobody is answered before their write is
+//! committed.
+
+use super::TenantSupervisor;
+use crate::db::jobs::{CompleteOutcome, ResultWrite};
+use crate::db::models::Job;
+use crate::db::{self};
+use crate::error::{Error, Result};
+use actix::prelude::*;
+use std::future::Future;
+use tokio::sync::oneshot;
+
+/// Most writes in one transaction (more wait for the next).
+const MAX_WRITES: usize = 500;
+
+#[derive(Default)]
+pub(super) struct GroupCommit {
+    inserts: Vec<(Job, oneshot::Sender<Result<()>>)>,
+    results: Vec<(ResultWrite, oneshot::Sender<Result<CompleteOutcome>>)>,
+    in_flight: bool,
+}
+
+impl GroupCommit {
+    fn is_empty(&self) -> bool {
+        self.inserts.is_empty() && self.results.is_empty()
+    }
+
+    /// The writes for the next transaction, at most [`MAX_WRITES`].
+    fn take(&mut self) -> Batch {
+        let inserts = self.inserts.len().min(MAX_WRITES);
+        let results = self.results.len().min(MAX_WRITES - inserts);
+        Batch {
+            inserts: self.inserts.drain(..inserts).collect(),
+            results: self.results.drain(..results).collect(),
+        }
+    }
+}
+
+struct Batch {
+    inserts: Vec<(Job, oneshot::Sender<Result<()>>)>,
+    results: Vec<(ResultWrite, oneshot::Sender<Result<CompleteOutcome>>)>,
+}
+
+/// A dropped answer means the supervisor restarted mid-write: the caller may retry.
+fn lost_answer() -> Error {
+    Error::Unavailable("the write was interrupted; try again".into())
+}
+
+impl TenantSupervisor {
+    /// Queues a new job; the receiver answers once it is committed.
+    pub(super) fn insert_job(&mut self, job: Job, ctx: &mut Context<Self>) -> impl Future<Output = Result<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.commits.inserts.push((job, tx));
+        self.commit(ctx);
+        async move { rx.await.map_err(|_| lost_answer())? }
+    }
+
+    /// Queues a result; the receiver answers once it is committed.
+    pub(super) fn store_result(
+        &mut self,
+        result: ResultWrite,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = Result<CompleteOutcome>> {
+        let (tx, rx) = oneshot::channel();
+        self.commits.results.push((result, tx));
+        self.commit(ctx);
+        async move { rx.await.map_err(|_| lost_answer())? }
+    }
+
+    /// Starts the next transaction unless one is in flight (it starts the next when done).
+    fn commit(&mut self, ctx: &mut Context<Self>) {
+        if self.commits.in_flight || self.commits.is_empty() {
+            return;
+        }
+        self.commits.in_flight = true;
+        let Batch { inserts, results } = self.commits.take();
+        let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
+        let write = async move {
+            let (jobs, inserted): (Vec<Job>, Vec<_>) = inserts.into_iter().unzip();
+            let (writes, stored): (Vec<ResultWrite>, Vec<_>) = results.into_iter().unzip();
+            match db::jobs::write_batch(&db, &tenant, &jobs, &writes).await {
+                Ok(outcomes) => {
+                    for tx in inserted {
+                        let _ = tx.send(Ok(()));
+                    }
+                    for (tx, outcome) in stored.into_iter().zip(outcomes) {
+                        let _ = tx.send(Ok(outcome));
+                    }
+                }
+                Err(error) => {
+                    for tx in inserted {
+                        let _ = tx.send(Err(error.clone()));
+                    }
+                    for tx in stored {
+                        let _ = tx.send(Err(error.clone()));
+                    }
+                }
+            }
+        };
+        ctx.spawn(write.into_actor(self).map(|(), act, ctx| {
+            act.commits.in_flight = false;
+            act.commit(ctx);
+        }));
+    }
+}

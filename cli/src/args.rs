@@ -1,6 +1,7 @@
 //! The command line, as clap parses it.
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
+use shared_protocol::api::MaxConcurrency;
 
 /// Command-line client for the ScriptMesh API.
 ///
@@ -109,6 +110,24 @@ pub struct RunArgs {
     /// Fan-out: also queue jobs for offline agents
     #[arg(long)]
     pub include_offline: bool,
+    /// Fan-out: most jobs queued or running at once, a number or a percentage ("25%")
+    #[arg(long, value_name = "N|P%", value_parser = parse_max_concurrency)]
+    pub max_concurrency: Option<MaxConcurrency>,
+    /// Fan-out: after this many failed jobs, cancel those not yet handed out
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<i64>,
+}
+
+/// `5` or `25%`; the orchestrator checks the range.
+fn parse_max_concurrency(value: &str) -> std::result::Result<MaxConcurrency, String> {
+    if value.ends_with('%') {
+        Ok(MaxConcurrency::Percent(value.to_owned()))
+    } else {
+        value
+            .parse()
+            .map(MaxConcurrency::Count)
+            .map_err(|_| format!("{value:?} is neither a number nor a percentage such as 25%"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -265,5 +284,20 @@ mod tests {
     fn run_needs_an_agent_or_a_tag() {
         assert!(Cli::try_parse_from(["scriptmesh", "run", "x.sh"]).is_err());
         assert!(Cli::try_parse_from(["scriptmesh", "run", "x.sh", "--tag", "prod", "--tag", "eu"]).is_ok());
+    }
+
+    #[test]
+    fn rollout_flags_take_a_count_or_a_percentage() {
+        let parsed = |extra: &[&str]| {
+            let mut argv = vec!["scriptmesh", "run", "x.sh", "--tag", "prod"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv)
+        };
+        assert!(parsed(&["--max-concurrency", "25%", "--max-errors", "2"]).is_ok());
+        assert!(parsed(&["--max-concurrency", "3"]).is_ok());
+        assert!(parsed(&["--max-concurrency", "three"]).is_err());
+        assert!(parsed(&["--max-errors", "x"]).is_err());
+        assert_eq!(parse_max_concurrency("25%"), Ok(MaxConcurrency::Percent("25%".into())));
+        assert_eq!(parse_max_concurrency("4"), Ok(MaxConcurrency::Count(4)));
     }
 }

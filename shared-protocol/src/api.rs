@@ -71,6 +71,24 @@ pub struct FanOutRequest {
     pub only_online: Option<bool>,
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// Rollout: most jobs queued or running at once, a number of agents (`5`) or a share
+    /// of the targets (`"25%"`, rounded up). The rest wait, in agent order, for a slot.
+    #[serde(default)]
+    pub max_concurrency: Option<MaxConcurrency>,
+    /// Rollout: once this many jobs failed (failed, timeout, lost), the jobs not yet handed
+    /// out end `cancelled` with the reason.
+    #[serde(default)]
+    pub max_errors: Option<i64>,
+}
+
+/// `max_concurrency` of a fan-out: a count, or a percentage of the targets.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum MaxConcurrency {
+    Count(i64),
+    /// `"1%"` to `"100%"`.
+    Percent(String),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -95,6 +95,8 @@ fn fan_out(client: &mut Client, output: Output, args: RunArgs) -> Result<u8> {
         tags: (!args.tags.is_empty()).then_some(args.tags),
         only_online: Some(!args.include_offline),
         timeout: args.timeout,
+        max_concurrency: args.max_concurrency,
+        max_errors: args.max_errors,
     };
     let started = client.post(&["fan-out"], &to_value(&request))?;
     let fanout_id = cell(&started["fanout_id"]);

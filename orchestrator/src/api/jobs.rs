@@ -311,6 +311,12 @@ pub struct FanOutCreated {
     jobs: Vec<FanOutJob>,
     /// Targeted agents that got no job, and why (offline, script not in manifest, ...).
     skipped: Vec<Skipped>,
+    /// The rollout's `max_concurrency` as a number of jobs (a percentage resolved against
+    /// the targets); absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_concurrency: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_errors: Option<i64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -322,7 +328,9 @@ pub struct Skipped {
 /// Run a script on many agents.
 ///
 /// Targets the agents listed and/or those carrying every tag listed; with `only_online`
-/// (default true) offline agents are skipped.
+/// (default true) offline agents are skipped. Rollout controls: `max_concurrency` (a
+/// number or `"25%"`) keeps the rest waiting for a slot, in agent order; `max_errors`
+/// cancels the jobs not yet handed out once that many failed.
 #[utoipa::path(
     post, path = "/fan-out", tag = "jobs",
     request_body = FanOutRequest,
@@ -353,11 +361,15 @@ async fn fan_out(
         tags,
         only_online: request.only_online.unwrap_or(true),
         timeout_secs: validate::timeout(request.timeout)?,
+        max_concurrency: validate::max_concurrency(request.max_concurrency)?,
+        max_errors: validate::max_errors(request.max_errors)?,
     };
     let fanned = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
     Ok(HttpResponse::Accepted().json(FanOutCreated {
         fanout_id: fanned.fanout_id,
         jobs: fanned.jobs,
+        max_concurrency: fanned.max_concurrency,
+        max_errors: request.max_errors,
         skipped: fanned
             .skipped
             .into_iter()

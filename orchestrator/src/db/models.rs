@@ -126,6 +126,8 @@ pub struct Job {
     pub dispatched_at: Option<i64>,
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
+    /// Pending, but waiting for a slot of its fan-out's rollout: not claimable yet.
+    pub awaiting_slot: bool,
 }
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -137,6 +139,10 @@ pub struct Fanout {
     pub params: String,
     pub selector: String,
     pub created_at: i64,
+    /// Rollout controls: most jobs queued or running at once (resolved from a percent).
+    pub max_concurrency: Option<i32>,
+    /// Rollout controls: failures after which the jobs not yet handed out are cancelled.
+    pub max_errors: Option<i32>,
 }
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]

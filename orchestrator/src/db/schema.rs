@@ -124,6 +124,7 @@ diesel::table! {
         dispatched_at -> Nullable<BigInt>,
         started_at -> Nullable<BigInt>,
         completed_at -> Nullable<BigInt>,
+        awaiting_slot -> Bool,
     }
 }
 
@@ -135,6 +136,8 @@ diesel::table! {
         params -> Text,
         selector -> Text,
         created_at -> BigInt,
+        max_concurrency -> Nullable<Integer>,
+        max_errors -> Nullable<Integer>,
     }
 }
 

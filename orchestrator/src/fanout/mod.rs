@@ -66,6 +66,9 @@ pub struct FanOutStatus {
     /// True when every job is finished.
     pub done: bool,
     summary: FanOutSummary,
+    /// The rollout controls it was created with; absent when it had none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<RolloutState>,
     /// Every job, by agent name.
     jobs: Vec<FanOutJobStatus>,
     /// Finished jobs grouped by outcome (status, exit code, normalised stdout and stderr),
@@ -89,6 +92,21 @@ pub struct FanOutSummary {
     cancelled: usize,
     pending: usize,
     running: usize,
+}
+
+/// A fan-out's rollout controls and where it stands.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RolloutState {
+    /// Most jobs queued or running at once (a percentage resolved against the targets).
+    max_concurrency: Option<i32>,
+    /// Failures after which the jobs not yet handed out end `cancelled`.
+    max_errors: Option<i32>,
+    /// Jobs still waiting for a slot (status `pending`).
+    waiting: usize,
+    /// Failures so far (failed, timeout, lost).
+    errors: usize,
+    /// `max_errors` was reached: nothing more is handed out.
+    stopped: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -168,6 +186,13 @@ pub async fn status(db: &Db, tenant_id: &str, fanout_id: &str, options: Options)
         pending: count(&["pending", "dispatched"]),
         running: count(&["running"]),
     };
+    let rollout = (fanout.max_concurrency.is_some() || fanout.max_errors.is_some()).then(|| RolloutState {
+        max_concurrency: fanout.max_concurrency,
+        max_errors: fanout.max_errors,
+        waiting: states.iter().filter(|j| j.awaiting_slot).count(),
+        errors: summary.failed,
+        stopped: fanout.max_errors.is_some_and(|max| summary.failed >= max as usize),
+    });
     let (finished, unfinished): (Vec<&FanoutJobState>, Vec<&FanoutJobState>) =
         states.iter().partition(|job| is_finished(&job.status));
     let mut grouping = None;
@@ -199,6 +224,7 @@ pub async fn status(db: &Db, tenant_id: &str, fanout_id: &str, options: Options)
         script: fanout.script,
         done: unfinished_count(&summary) == 0,
         summary,
+        rollout,
         jobs: states
             .into_iter()
             .map(|job| FanOutJobStatus {
@@ -404,6 +430,7 @@ mod tests {
             exit_code: Some(0),
             duration_ms: None,
             output_bytes,
+            awaiting_slot: false,
         }
     }
 

@@ -5,6 +5,7 @@ use crate::cluster::Signal;
 use crate::db::jobs::Handover;
 use crate::db::models::{Agent, Job};
 use crate::error::Result;
+use crate::tenant::validate::Concurrency;
 use actix::Message;
 use shared_protocol::api::{FanOutJob, JobView};
 use shared_protocol::protocol::{
@@ -90,13 +91,25 @@ pub struct FanOut {
     pub tags: Option<Vec<String>>,
     pub only_online: bool,
     pub timeout_secs: Option<i64>,
+    pub max_concurrency: Option<Concurrency>,
+    pub max_errors: Option<i32>,
 }
 
 pub struct FannedOut {
     pub fanout_id: String,
     pub jobs: Vec<FanOutJob>,
+    /// `max_concurrency` resolved against the targets.
+    pub max_concurrency: Option<i32>,
     /// Agents that were asked for (or matched) but got no job, with why.
     pub skipped: Vec<(String, String)>,
+}
+
+/// A job of this fan-out finished (or the re-check found it waiting): take its rollout's
+/// next step.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdvanceRollout {
+    pub fanout_id: String,
 }
 
 #[derive(Message)]

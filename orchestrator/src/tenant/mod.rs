@@ -153,7 +153,7 @@ impl TenantRegistry {
     }
 
     /// Re-reads what other replicas' notifications would have said: queued jobs, cancel
-    /// orders, changed agents, schedules and keys. A lost notification costs at most this
+    /// orders, changed agents, schedules and keys, and rollouts waiting for a step. A lost notification costs at most this
     /// interval.
     fn resync(&mut self, ctx: &mut Context<Self>) {
         if self.resyncing {
@@ -170,11 +170,12 @@ impl TenantRegistry {
                 db::agents::changed_since(&db, since).await?,
                 db::schedules::changed_since(&db, since).await?,
                 db::accounts::keys_changed_since(&db, since).await?,
+                db::jobs::rollout::awaiting(&db).await?,
             ))
         };
         ctx.spawn(work.into_actor(self).map(move |result, registry, _| {
             registry.resyncing = false;
-            let (queued, cancels, agents, schedules, keys) = match result {
+            let (queued, cancels, agents, schedules, keys, rollouts) = match result {
                 Ok(found) => found,
                 Err(error) => {
                     tracing::warn!(%error, "re-check of other replicas' changes failed");
@@ -205,6 +206,13 @@ impl TenantRegistry {
                 if let Some(supervisor) = registry.running(&tenant) {
                     supervisor.do_send(messages::Wake { agents });
                 }
+            }
+            // Rollouts with jobs awaiting a slot: a step lost to a crash, a failed write
+            // or a result stored by a replica that has since gone is taken here.
+            for (tenant, fanout_id) in rollouts {
+                registry
+                    .supervisor(&tenant)
+                    .do_send(messages::AdvanceRollout { fanout_id });
             }
             let mut outstanding: HashMap<String, Vec<(String, String)>> = HashMap::new();
             for (tenant, agent, job) in cancels {

@@ -126,10 +126,85 @@ pub fn timeout(timeout: Option<u64>) -> Result<Option<i64>> {
     }
 }
 
+/// A fan-out's checked `max_concurrency`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Concurrency {
+    Count(u32),
+    Percent(u32),
+}
+
+impl Concurrency {
+    /// How many of `targets` jobs may be queued or running at once: a percentage rounds
+    /// up, so every rollout makes progress.
+    pub fn resolve(self, targets: usize) -> i32 {
+        let slots = match self {
+            Concurrency::Count(count) => count as usize,
+            Concurrency::Percent(percent) => (targets * percent as usize).div_ceil(100),
+        };
+        slots.clamp(1, i32::MAX as usize) as i32
+    }
+}
+
+pub fn max_concurrency(value: Option<shared_protocol::api::MaxConcurrency>) -> Result<Option<Concurrency>> {
+    use shared_protocol::api::MaxConcurrency;
+    const WHAT: &str = "max_concurrency must be a number of agents from 1 to 100000 or a percentage \
+        from \"1%\" to \"100%\"";
+    let checked = match value {
+        None => return Ok(None),
+        Some(MaxConcurrency::Count(count)) => u32::try_from(count)
+            .ok()
+            .filter(|c| (1..=100_000).contains(c))
+            .map(Concurrency::Count),
+        Some(MaxConcurrency::Percent(text)) => text
+            .strip_suffix('%')
+            .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|digits| digits.parse::<u32>().ok())
+            .filter(|p| (1..=100).contains(p))
+            .map(Concurrency::Percent),
+    };
+    checked.map(Some).ok_or_else(|| Error::Validation(WHAT.into()))
+}
+
+pub fn max_errors(value: Option<i64>) -> Result<Option<i32>> {
+    match value {
+        Some(n) if !(1..=100_000).contains(&n) => {
+            Err(Error::Validation("max_errors must be 1 to 100000 failed jobs".into()))
+        }
+        other => Ok(other.map(|n| n as i32)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use shared_protocol::api::MaxConcurrency;
+
+    #[test]
+    fn concurrency_is_a_count_or_a_percentage_rounded_up() {
+        let percent = |p: &str| {
+            max_concurrency(Some(MaxConcurrency::Percent(p.into())))
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(percent("25%").resolve(10), 3);
+        assert_eq!(percent("1%").resolve(3), 1);
+        assert_eq!(percent("100%").resolve(7), 7);
+        let count = max_concurrency(Some(MaxConcurrency::Count(2))).unwrap().unwrap();
+        assert_eq!(count.resolve(10), 2);
+        assert_eq!(max_concurrency(None).unwrap(), None);
+        for bad in ["0%", "101%", "%", "25", "2.5%", "-5%", " 5%", "5 %"] {
+            assert!(
+                max_concurrency(Some(MaxConcurrency::Percent(bad.into()))).is_err(),
+                "{bad}"
+            );
+        }
+        for bad in [0, -1, 100_001, i64::MAX] {
+            assert!(max_concurrency(Some(MaxConcurrency::Count(bad))).is_err(), "{bad}");
+        }
+        assert!(max_errors(Some(0)).is_err());
+        assert_eq!(max_errors(Some(3)).unwrap(), Some(3));
+    }
 
     #[test]
     fn params_become_strings_and_bad_ones_are_refused() {

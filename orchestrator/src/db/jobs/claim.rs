@@ -146,7 +146,7 @@ impl<H: HandoverSql> QueryFragment<Pg> for ClaimQuery<H> {
         out.push_bind_param::<Text, _>(&self.target.tenant_id)?;
         out.push_sql(" AND agent_name = ");
         out.push_bind_param::<Text, _>(&self.target.agent)?;
-        out.push_sql(" AND status = 'pending' ORDER BY id LIMIT ");
+        out.push_sql(" AND status = 'pending' AND NOT awaiting_slot ORDER BY id LIMIT ");
         out.push_bind_param::<BigInt, _>(&self.target.limit)?;
         out.push_sql(" FOR UPDATE SKIP LOCKED) UPDATE jobs");
         self.push_set(&mut out)?;
@@ -163,7 +163,7 @@ impl<H: HandoverSql> QueryFragment<Sqlite> for ClaimQuery<H> {
         out.push_bind_param::<Text, _>(&self.target.tenant_id)?;
         out.push_sql(" AND agent_name = ");
         out.push_bind_param::<Text, _>(&self.target.agent)?;
-        out.push_sql(" AND status = 'pending' ORDER BY id LIMIT ");
+        out.push_sql(" AND status = 'pending' AND NOT awaiting_slot ORDER BY id LIMIT ");
         out.push_bind_param::<BigInt, _>(&self.target.limit)?;
         out.push_sql(") RETURNING *");
         Ok(())

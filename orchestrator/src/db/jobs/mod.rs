@@ -11,6 +11,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 
 mod claim;
 mod results;
+pub mod rollout;
 
 pub use claim::{claim, Handover};
 use results::InsertJobs;
@@ -53,6 +54,8 @@ pub struct FanoutJobState {
     pub duration_ms: Option<i64>,
     /// Bytes of stdout plus stderr.
     pub output_bytes: i64,
+    /// Pending, waiting for a rollout slot.
+    pub awaiting_slot: bool,
 }
 
 diesel::define_sql_function! {
@@ -64,7 +67,7 @@ diesel::define_sql_function! {
 
 /// The fan-out's jobs by agent name, outputs left in the database.
 pub async fn fanout_job_states(db: &Db, tenant_id: &str, fanout_id: &str) -> Result<Vec<FanoutJobState>> {
-    type Row = (String, String, String, Option<i32>, Option<i64>, i32, i32);
+    type Row = (String, String, String, Option<i32>, Option<i64>, i32, i32, bool);
     let rows: Vec<Row> = with_conn!(db, |conn| {
         jobs::table
             .filter(jobs::tenant_id.eq(tenant_id))
@@ -78,6 +81,7 @@ pub async fn fanout_job_states(db: &Db, tenant_id: &str, fanout_id: &str) -> Res
                 jobs::duration_ms,
                 octet_length(jobs::stdout),
                 octet_length(jobs::stderr),
+                jobs::awaiting_slot,
             ))
             .load(conn)
             .await?
@@ -85,13 +89,16 @@ pub async fn fanout_job_states(db: &Db, tenant_id: &str, fanout_id: &str) -> Res
     Ok(rows
         .into_iter()
         .map(
-            |(id, agent_name, status, exit_code, duration_ms, stdout_bytes, stderr_bytes)| FanoutJobState {
-                id,
-                agent_name,
-                status,
-                exit_code,
-                duration_ms,
-                output_bytes: i64::from(stdout_bytes) + i64::from(stderr_bytes),
+            |(id, agent_name, status, exit_code, duration_ms, stdout_bytes, stderr_bytes, awaiting_slot)| {
+                FanoutJobState {
+                    id,
+                    agent_name,
+                    status,
+                    exit_code,
+                    duration_ms,
+                    output_bytes: i64::from(stdout_bytes) + i64::from(stderr_bytes),
+                    awaiting_slot,
+                }
             },
         )
         .collect())
@@ -419,6 +426,7 @@ pub async fn queued_agents(db: &Db) -> Result<Vec<(String, String)>> {
     with_conn!(db, |conn| {
         Ok(jobs::table
             .filter(jobs::status.eq(PENDING))
+            .filter(jobs::awaiting_slot.eq(false))
             .select((jobs::tenant_id, jobs::agent_name))
             .distinct()
             .load(conn)

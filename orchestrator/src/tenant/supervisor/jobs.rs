@@ -122,17 +122,24 @@ impl Handler<FanOut> for TenantSupervisor {
             &msg.script,
         );
         let skipped = selection.skipped;
+        let max_concurrency = msg.max_concurrency.map(|c| c.resolve(selection.targets.len()));
         let jobs: Result<Vec<Job>> = selection
             .targets
             .iter()
-            .map(|agent| {
-                self.new_job(
+            .enumerate()
+            .map(|(index, agent)| {
+                let mut job = self.new_job(
                     agent,
                     &msg.script,
                     &msg.params,
                     msg.timeout_secs,
                     Some(fanout_id.clone()),
-                )
+                )?;
+                if let Some(slots) = max_concurrency.filter(|&slots| index >= slots as usize) {
+                    job.awaiting_slot = true;
+                    job.reason = Some(format!("waiting for a rollout slot (max_concurrency {slots})"));
+                }
+                Ok(job)
             })
             .collect();
         let fanout = Fanout {
@@ -142,6 +149,8 @@ impl Handler<FanOut> for TenantSupervisor {
             params: serde_json::to_string(&msg.params).unwrap_or_else(|_| "{}".into()),
             selector: json!({"agents": msg.agents, "tags": msg.tags, "only_online": msg.only_online}).to_string(),
             created_at: db::now_ms(),
+            max_concurrency,
+            max_errors: msg.max_errors,
         };
         let db = self.db.clone();
         Box::pin(
@@ -164,12 +173,13 @@ impl Handler<FanOut> for TenantSupervisor {
             .into_actor(self)
             .map(move |result, act, ctx| {
                 let (jobs, skipped) = result?;
-                for job in &jobs {
+                for job in jobs.iter().filter(|job| !job.awaiting_slot) {
                     act.dispatch.queued(&job.agent_name);
                     act.pump(&job.agent_name, ctx);
                 }
                 Ok(FannedOut {
                     fanout_id,
+                    max_concurrency,
                     jobs: jobs
                         .into_iter()
                         .map(|j| FanOutJob {

@@ -8,6 +8,7 @@
 //! - [`dispatch`]: parked polls, claims, handing jobs and cancel orders to agents;
 //! - [`jobs`]: triggers, fan-outs, starts, results, cancels;
 //! - [`commit`]: group commit of new jobs and results;
+//! - [`rollout`]: the rollout controls of fan-outs;
 //! - [`schedules`]: schedule timers and fires;
 //! - [`targets`]: which agents a fan-out or a schedule fire goes to.
 
@@ -15,6 +16,7 @@ mod agents;
 mod commit;
 mod dispatch;
 mod jobs;
+mod rollout;
 mod schedules;
 pub mod targets;
 
@@ -24,10 +26,11 @@ use crate::db::{self, Db};
 use crate::error::Result;
 use crate::events::{EventBus, EventType, Publish};
 use crate::metrics::Metrics;
-use crate::tenant::messages::{CancelsOutstanding, ClusterNews};
+use crate::tenant::messages::{AdvanceRollout, CancelsOutstanding, ClusterNews};
 use crate::views::job_view;
 use crate::watch::Watchers;
 use actix::prelude::*;
+use actix::WeakAddr;
 use agents::AgentEntry;
 use shared_protocol::JobStatus;
 use std::collections::{BTreeMap, HashMap};
@@ -49,6 +52,9 @@ pub struct TenantSupervisor {
     dispatch_ack_timeout: Duration,
     /// The timers of the tenant's enabled schedules (see `schedules`).
     schedules: schedules::ScheduleTimers,
+    rollouts: rollout::Rollouts,
+    /// Its own address, for the steps a finished job asks for (set when started).
+    me: Option<WeakAddr<TenantSupervisor>>,
 }
 
 /// What a supervisor is started with; cheap to clone.
@@ -74,6 +80,8 @@ impl TenantSupervisor {
             commits: commit::GroupCommit::default(),
             dispatch_ack_timeout: deps.dispatch_ack_timeout,
             schedules: schedules::ScheduleTimers::default(),
+            rollouts: rollout::Rollouts::default(),
+            me: None,
         }
     }
 
@@ -106,6 +114,12 @@ impl TenantSupervisor {
         self.watchers.touch(&job.id);
         if let Some(fanout_id) = &job.fanout_id {
             self.watchers.touch(fanout_id);
+            // A slot freed, or an error counted: the rollout (if it has controls) moves on.
+            if let Some(me) = self.me.as_ref().and_then(WeakAddr::upgrade) {
+                me.do_send(AdvanceRollout {
+                    fanout_id: fanout_id.clone(),
+                });
+            }
         }
     }
 
@@ -140,6 +154,7 @@ impl TenantSupervisor {
             dispatched_at: None,
             started_at: None,
             completed_at: None,
+            awaiting_slot: false,
         })
     }
 }
@@ -148,6 +163,7 @@ impl Actor for TenantSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.me = Some(ctx.address().downgrade());
         self.load_agents(ctx);
         // After the agents: a fire needs them to pick its targets.
         self.load_schedules(ctx);
@@ -160,6 +176,7 @@ impl Supervised for TenantSupervisor {
         self.dispatch = dispatch::Queues::default();
         self.commits = commit::GroupCommit::default();
         self.schedules = schedules::ScheduleTimers::default();
+        self.rollouts = rollout::Rollouts::default();
     }
 }
 

@@ -17,6 +17,8 @@ BEGIN
 END $$;
 CREATE TRIGGER jobs_notify AFTER INSERT OR UPDATE OF status, cancel_requested ON jobs
     FOR EACH ROW EXECUTE FUNCTION scriptmesh_notify_job();
+DROP INDEX jobs_claimable;
+CREATE INDEX jobs_pending ON jobs (tenant_id, agent_name) WHERE status = 'pending';
 DROP INDEX jobs_awaiting_slot;
 ALTER TABLE jobs DROP COLUMN awaiting_slot;
 ALTER TABLE fanouts DROP COLUMN max_errors, DROP COLUMN max_concurrency;

@@ -10,6 +10,7 @@ use crate::with_conn;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_protocol::JobStatus;
+use std::collections::HashMap;
 
 /// Inserting a batch of jobs, as each backend does it best.
 pub(super) trait InsertJobs {
@@ -72,69 +73,149 @@ pub enum CompleteOutcome {
 /// Inserts `new_jobs` and stores `results` in one transaction; the outcomes follow the
 /// order of `results`. A result is stored only from the agent that holds the job; a job
 /// already marked `lost` takes the late result, since the run did finish and losing its
-/// output would be worse. Rows are updated in job-id order, so two replicas writing
-/// overlapping batches lock them in the same order and never deadlock.
+/// output would be worse. On PostgreSQL the results go in one statement (arrays unnested
+/// into rows), on SQLite one statement each, in job-id order.
 pub async fn write_batch(
     db: &Db,
     tenant_id: &str,
     new_jobs: &[Job],
     results: &[ResultWrite],
 ) -> Result<Vec<CompleteOutcome>> {
-    let mut order: Vec<usize> = (0..results.len()).collect();
-    order.sort_by(|&a, &b| results[a].job_id.cmp(&results[b].job_id));
-    let mut outcomes: Vec<Option<CompleteOutcome>> = (0..results.len()).map(|_| None).collect();
-    with_conn!(db, |conn| {
-        conn.transaction::<_, Error, _>(async |conn| {
-            conn.insert_jobs(new_jobs).await?;
-            for &index in &order {
-                let ResultWrite {
-                    agent,
-                    job_id,
-                    completion: c,
-                } = &results[index];
-                let stored: Option<Job> = diesel::update(
-                    jobs::table
-                        .filter(jobs::id.eq(job_id))
-                        .filter(jobs::tenant_id.eq(tenant_id))
-                        .filter(jobs::agent_name.eq(agent))
-                        .filter(jobs::status.eq_any([DISPATCHED, RUNNING, "lost"])),
-                )
-                .set((
-                    jobs::status.eq(c.status.as_str()),
-                    jobs::exit_code.eq(c.exit_code),
-                    jobs::stdout.eq(&c.stdout),
-                    jobs::stderr.eq(&c.stderr),
-                    jobs::stdout_truncated.eq(c.stdout_truncated),
-                    jobs::stderr_truncated.eq(c.stderr_truncated),
-                    jobs::duration_ms.eq(c.duration_ms),
-                    jobs::started_at.eq(c.started_at),
-                    jobs::completed_at.eq(c.completed_at),
-                    jobs::reason.eq(c.reason.as_deref()),
-                ))
-                .returning(Job::as_returning())
-                .get_result(conn)
-                .await
-                .optional()?;
-                let outcome = match stored {
-                    Some(job) => CompleteOutcome::Stored(Box::new(job)),
-                    None => {
-                        let current: Option<(String, String)> = jobs::table
-                            .filter(jobs::id.eq(job_id))
-                            .filter(jobs::tenant_id.eq(tenant_id))
-                            .select((jobs::status, jobs::agent_name))
-                            .first(conn)
-                            .await
-                            .optional()?;
-                        unstored(current, agent)
+    let mut stored: HashMap<String, Job> = match db {
+        Db::Postgres(pool) => {
+            let mut conn = pool.get().await?;
+            conn.transaction::<_, Error, _>(async |conn| {
+                conn.insert_jobs(new_jobs).await?;
+                if results.is_empty() {
+                    return Ok(HashMap::new());
+                }
+                store_all_pg(conn, tenant_id, results).await
+            })
+            .await?
+        }
+        Db::Sqlite(pool) => {
+            let mut conn = pool.get().await?;
+            conn.transaction::<_, Error, _>(async |conn| {
+                conn.insert_jobs(new_jobs).await?;
+                let mut order: Vec<&ResultWrite> = results.iter().collect();
+                order.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+                let mut stored = HashMap::new();
+                for result in order {
+                    if let Some(job) = store_one_sqlite(conn, tenant_id, result).await? {
+                        stored.insert(job.id.clone(), job);
                     }
-                };
-                outcomes[index] = Some(outcome);
-            }
-            Ok(())
+                }
+                Ok(stored)
+            })
+            .await?
+        }
+    };
+    // Why the others matched no row: read after the commit (a refused or duplicate result
+    // changes nothing, so nothing needs holding).
+    let unmatched: Vec<String> = results
+        .iter()
+        .filter(|r| !stored.contains_key(&r.job_id))
+        .map(|r| r.job_id.clone())
+        .collect();
+    let current: HashMap<String, (String, String)> = if unmatched.is_empty() {
+        HashMap::new()
+    } else {
+        with_conn!(db, |conn| {
+            jobs::table
+                .filter(jobs::tenant_id.eq(tenant_id))
+                .filter(jobs::id.eq_any(&unmatched))
+                .select((jobs::id, jobs::status, jobs::agent_name))
+                .load::<(String, String, String)>(conn)
+                .await?
         })
-        .await
-    })?;
-    Ok(outcomes.into_iter().map(|o| o.expect("every result written")).collect())
+        .into_iter()
+        .map(|(id, status, agent)| (id, (status, agent)))
+        .collect()
+    };
+    let mut stored_here = std::collections::HashSet::new();
+    Ok(results
+        .iter()
+        .map(|r| match stored.remove(&r.job_id) {
+            Some(job) => {
+                stored_here.insert(r.job_id.as_str());
+                CompleteOutcome::Stored(Box::new(job))
+            }
+            // The same job again in this batch: its first result was stored.
+            None if stored_here.contains(r.job_id.as_str()) => CompleteOutcome::Duplicate,
+            None => unstored(current.get(&r.job_id).cloned(), &r.agent),
+        })
+        .collect())
+}
+
+/// Every result in one UPDATE: the batch as arrays, one per column, unnested into rows.
+async fn store_all_pg(
+    conn: &mut AsyncPgConnection,
+    tenant_id: &str,
+    results: &[ResultWrite],
+) -> Result<HashMap<String, Job>> {
+    use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
+    const SQL: &str = "UPDATE jobs SET status = r.status, exit_code = r.exit_code, stdout = r.stdout, \
+        stderr = r.stderr, stdout_truncated = r.stdout_truncated, stderr_truncated = r.stderr_truncated, \
+        duration_ms = r.duration_ms, started_at = r.started_at, completed_at = r.completed_at, reason = r.reason \
+        FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS r(id, agent, status, exit_code, \
+            stdout, stderr, stdout_truncated, stderr_truncated, duration_ms, started_at, completed_at, reason) \
+        WHERE jobs.id = r.id AND jobs.tenant_id = $13 AND jobs.agent_name = r.agent \
+        AND jobs.status IN ('dispatched', 'running', 'lost') RETURNING jobs.*";
+    // One result per job: a batch that repeats a job stores its first result (the
+    // repeats then find it stored: duplicates).
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<&ResultWrite> = results.iter().filter(|r| seen.insert(r.job_id.as_str())).collect();
+    let column = |f: fn(&ResultWrite) -> String| unique.iter().map(|r| f(r)).collect::<Vec<String>>();
+    let completions = || unique.iter().map(|r| &r.completion);
+    let stored: Vec<Job> = diesel::sql_query(SQL)
+        .bind::<Array<Text>, _>(column(|r| r.job_id.clone()))
+        .bind::<Array<Text>, _>(column(|r| r.agent.clone()))
+        .bind::<Array<Text>, _>(completions().map(|c| c.status.as_str().to_owned()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Integer>>, _>(completions().map(|c| c.exit_code).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(completions().map(|c| c.stdout.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(completions().map(|c| c.stderr.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Bool>, _>(completions().map(|c| c.stdout_truncated).collect::<Vec<_>>())
+        .bind::<Array<Bool>, _>(completions().map(|c| c.stderr_truncated).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(completions().map(|c| c.duration_ms).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(completions().map(|c| c.started_at).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(completions().map(|c| c.completed_at).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(completions().map(|c| c.reason.as_deref()).collect::<Vec<_>>())
+        .bind::<Text, _>(tenant_id)
+        .load(conn)
+        .await?;
+    Ok(stored.into_iter().map(|job| (job.id.clone(), job)).collect())
+}
+
+/// One result, one conditional UPDATE.
+async fn store_one_sqlite(conn: &mut SqliteAsync, tenant_id: &str, result: &ResultWrite) -> Result<Option<Job>> {
+    let ResultWrite {
+        agent,
+        job_id,
+        completion: c,
+    } = result;
+    Ok(diesel::update(
+        jobs::table
+            .filter(jobs::id.eq(job_id))
+            .filter(jobs::tenant_id.eq(tenant_id))
+            .filter(jobs::agent_name.eq(agent))
+            .filter(jobs::status.eq_any([DISPATCHED, RUNNING, "lost"])),
+    )
+    .set((
+        jobs::status.eq(c.status.as_str()),
+        jobs::exit_code.eq(c.exit_code),
+        jobs::stdout.eq(&c.stdout),
+        jobs::stderr.eq(&c.stderr),
+        jobs::stdout_truncated.eq(c.stdout_truncated),
+        jobs::stderr_truncated.eq(c.stderr_truncated),
+        jobs::duration_ms.eq(c.duration_ms),
+        jobs::started_at.eq(c.started_at),
+        jobs::completed_at.eq(c.completed_at),
+        jobs::reason.eq(c.reason.as_deref()),
+    ))
+    .returning(Job::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?)
 }
 
 /// Why a result matched no row, from the job's current status and holder.

@@ -10,7 +10,9 @@
 //! each beside the same figure on one replica.
 //!
 //!     cargo run --release -p scriptmesh-bench -- [--postgres postgres://postgres@127.0.0.1:5432/postgres]
-//!         [--jobs N] [--fanout-agents N] [--replicas N]
+//!         [--jobs N] [--fanout-agents N] [--replicas N] [--check bench/baseline.json]
+//!
+//! `--check` is CI's regression check instead (see [`regression`]).
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::future::join_all;
@@ -36,6 +38,8 @@ struct Options {
     latency_jobs: usize,
     throughput_jobs: usize,
     fanout_agents: usize,
+    /// `--check FILE`: the regression check (see [`regression`]).
+    check: Option<String>,
 }
 
 fn parse_args() -> Options {
@@ -47,6 +51,7 @@ fn parse_args() -> Options {
         latency_jobs: 1000,
         throughput_jobs: 10_000,
         fanout_agents: 1000,
+        check: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -62,9 +67,10 @@ fn parse_args() -> Options {
             "--jobs" => options.latency_jobs = value().parse().expect("--jobs takes a number"),
             "--throughput-jobs" => options.throughput_jobs = value().parse().expect("--throughput-jobs takes a number"),
             "--fanout-agents" => options.fanout_agents = value().parse().expect("--fanout-agents takes a number"),
+            "--check" => options.check = Some(value()),
             "-h" | "--help" => {
                 println!(
-                    "bench [--postgres ADMIN_URL] [--skip-sqlite] [--only latency,replicas,throughput,fanout] [--replicas N] [--jobs N] [--throughput-jobs N] [--fanout-agents N]"
+                    "bench [--postgres ADMIN_URL] [--skip-sqlite] [--only latency,replicas,throughput,fanout] [--replicas N] [--jobs N] [--throughput-jobs N] [--fanout-agents N] [--check BASELINE.json]"
                 );
                 std::process::exit(0);
             }
@@ -95,17 +101,103 @@ fn main() {
             Some((admin.clone(), name)),
         ));
     }
+    let baseline = options.check.as_deref().map(regression::Baseline::read);
+    let mut failures = Vec::new();
     for (label, url, pg) in targets {
         if let Some((admin, name)) = &pg {
             admin_sql(admin, &format!("CREATE DATABASE {name}"));
         }
         println!("== {label} ==");
-        run_backend(&url, &options);
+        match &baseline {
+            Some(baseline) => failures.extend(regression::check(&label, &url, &options, baseline)),
+            None => run_backend(&url, &options),
+        }
         if let Some((admin, name)) = &pg {
             admin_sql(admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if !failures.is_empty() {
+        for failure in &failures {
+            eprintln!("REGRESSION: {failure}");
+        }
+        std::process::exit(1);
+    }
+}
+
+/// The regression check CI runs: sustained throughput as a ratio to what the same
+/// database does on the same machine in the same run, so a slower or busier machine moves
+/// both figures and the ratio stays. The calibration is the durable commit rate: 16
+/// connections of the orchestrator's own pool each inserting one row per transaction.
+/// The check fails when the ratio falls below half the committed baseline's.
+mod regression {
+    use super::*;
+
+    /// `bench/baseline.json`: `{"sqlite": ratio, "postgres": ratio}`.
+    pub struct Baseline(HashMap<String, f64>);
+
+    impl Baseline {
+        pub fn read(path: &str) -> Baseline {
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            Baseline(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}")))
+        }
+    }
+
+    const CALIBRATION: Duration = Duration::from_secs(3);
+    const WRITERS: usize = 16;
+
+    /// Durable commits per second through a pool like the orchestrator's.
+    pub async fn commits_per_second(database_url: &str) -> f64 {
+        let db = db::Db::connect(database_url, WRITERS).await.expect("connect");
+        let create = "CREATE TABLE IF NOT EXISTS bench_calibration (note TEXT)";
+        let insert = "INSERT INTO bench_calibration (note) VALUES ('calibration')";
+        let run = |sql: &'static str| {
+            let db = db.clone();
+            async move {
+                let result: orchestrator::error::Result<usize> = async {
+                    Ok(orchestrator::with_conn!(&db, |conn| diesel::sql_query(sql)
+                        .execute(conn)
+                        .await?))
+                }
+                .await;
+                result.expect("calibration SQL")
+            }
+        };
+        run(create).await;
+        let started = Instant::now();
+        let writers = (0..WRITERS).map(|_| async {
+            let mut commits = 0usize;
+            while started.elapsed() < CALIBRATION {
+                run(insert).await;
+                commits += 1;
+            }
+            commits
+        });
+        let commits: usize = join_all(writers).await.into_iter().sum();
+        commits as f64 / started.elapsed().as_secs_f64()
+    }
+
+    /// Measures one backend; returns what failed.
+    pub fn check(label: &str, database_url: &str, options: &Options, baseline: &Baseline) -> Option<String> {
+        let commits = actix_rt::System::new().block_on(commits_per_second(database_url));
+        let first = orchestrator_config(database_url, free_port());
+        let key = actix_rt::System::new().block_on(create_key(&first));
+        let bases = vec![start_orchestrator(first)];
+        let jobs = actix_rt::System::new()
+            .block_on(async move { Bench { bases, key }.throughput(100, options.throughput_jobs).await });
+        let ratio = jobs / commits;
+        let Some(&expected) = baseline.0.get(label) else {
+            return Some(format!("{label}: no baseline ratio"));
+        };
+        let verdict = ratio >= expected / 2.0;
+        println!(
+            "regression check: {jobs:.0} jobs/s over {commits:.0} commits/s = {ratio:.3} \
+             (baseline {expected:.3}; fails below {:.3}): {}",
+            expected / 2.0,
+            if verdict { "ok" } else { "REGRESSED" }
+        );
+        (!verdict).then(|| format!("{label}: throughput ratio {ratio:.3} is below half the baseline's {expected:.3}"))
+    }
 }
 
 fn admin_sql(admin_url: &str, sql: &str) {
@@ -370,7 +462,8 @@ impl Bench {
         );
     }
 
-    async fn throughput(&self, agents: usize, jobs: usize) {
+    /// Sustained jobs per second, printed with the CPU it took.
+    async fn throughput(&self, agents: usize, jobs: usize) -> f64 {
         let prefix = "tput";
         let (mut received, stop) = self.start_agents(prefix, agents, 8, 0).await;
         let cpu_before = CpuTimes::now();
@@ -413,6 +506,7 @@ impl Bench {
             process * 1e6 / total as f64,
             postgres * 1e6 / total as f64,
         );
+        total as f64 / elapsed.as_secs_f64()
     }
 
     async fn fan_out(&self, agents: usize) {

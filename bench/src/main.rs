@@ -40,6 +40,8 @@ struct Options {
     fanout_agents: usize,
     /// `--check FILE`: the regression check (see [`regression`]).
     check: Option<String>,
+    /// Agents of the idle scenario (`--only idle`; see [`idle`]).
+    idle_agents: usize,
 }
 
 fn parse_args() -> Options {
@@ -52,6 +54,7 @@ fn parse_args() -> Options {
         throughput_jobs: 10_000,
         fanout_agents: 1000,
         check: None,
+        idle_agents: 10_000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -68,9 +71,10 @@ fn parse_args() -> Options {
             "--throughput-jobs" => options.throughput_jobs = value().parse().expect("--throughput-jobs takes a number"),
             "--fanout-agents" => options.fanout_agents = value().parse().expect("--fanout-agents takes a number"),
             "--check" => options.check = Some(value()),
+            "--idle-agents" => options.idle_agents = value().parse().expect("--idle-agents takes a number"),
             "-h" | "--help" => {
                 println!(
-                    "bench [--postgres ADMIN_URL] [--skip-sqlite] [--only latency,replicas,throughput,fanout] [--replicas N] [--jobs N] [--throughput-jobs N] [--fanout-agents N] [--check BASELINE.json]"
+                    "bench [--postgres ADMIN_URL] [--skip-sqlite] [--only latency,replicas,throughput,fanout,idle] [--idle-agents N] [--replicas N] [--jobs N] [--throughput-jobs N] [--fanout-agents N] [--check BASELINE.json]"
                 );
                 std::process::exit(0);
             }
@@ -110,7 +114,17 @@ fn main() {
         println!("== {label} ==");
         match &baseline {
             Some(baseline) => failures.extend(regression::check(&label, &url, &options, baseline)),
-            None => run_backend(&url, &options),
+            None => {
+                let only = options.only.clone().unwrap_or_default();
+                if only.is_empty() || only.iter().any(|s| s != "idle") {
+                    run_backend(&url, &options);
+                }
+                // Opt-in: it holds 10,000 connections for a few minutes, against its own
+                // database (SQLite serves one orchestrator process per file).
+                if only.iter().any(|s| s == "idle") {
+                    idle::run(&url.replace("/bench.db", "/idle.db"), options.idle_agents);
+                }
+            }
         }
         if let Some((admin, name)) = &pg {
             admin_sql(admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
@@ -666,4 +680,167 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Idle fleets: `N` agents that long-poll (30 s) and heartbeat once a minute, as real idle
+/// agents do, against an orchestrator in its own process (the release binary beside this
+/// one), so that its memory and CPU are its own. Prints the orchestrator's RSS per parked
+/// agent and the CPU that a minute of heartbeats and re-polls costs.
+mod idle {
+    use super::*;
+    use shared_protocol::protocol::HeartbeatRequest;
+
+    const POLL_WAIT_SECS: u64 = 30;
+    const HEARTBEAT_SECS: u64 = 60;
+
+    fn rss_kib(pid: u32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn cpu_secs(pid: u32) -> f64 {
+        process_cpu(Path::new(&format!("/proc/{pid}/stat"))).map_or(0.0, |(_, secs)| secs)
+    }
+
+    use std::path::Path;
+
+    pub fn run(database_url: &str, agents: usize) {
+        let port = free_port();
+        let config = orchestrator_config(database_url, port);
+        let key = actix_rt::System::new().block_on(create_key(&config));
+        let binary = std::env::current_exe()
+            .expect("current exe")
+            .with_file_name("scriptmesh-orchestrator");
+        let mut child = std::process::Command::new(&binary)
+            .arg("serve")
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", database_url)
+            .env("JWT_SECRET", "bench-secret-bench-secret-bench")
+            .env("LOG_FORMAT", "text")
+            .env("RUST_LOG", "warn")
+            .env("MAX_POLL_WAIT_SECS", POLL_WAIT_SECS.to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (build it: cargo build --release -p orchestrator)",
+                    binary.display()
+                )
+            });
+        let base = format!("http://127.0.0.1:{port}");
+        wait_until_up(&base);
+        let pid = child.id();
+        let before = rss_kib(pid);
+        actix_rt::System::new().block_on(async move {
+            let started = Instant::now();
+            let polls = Rc::new(RefCell::new(0usize));
+            // Registration in waves, as a fleet coming up would.
+            for wave in (0..agents).collect::<Vec<_>>().chunks(500) {
+                let registrations = wave.iter().map(|&i| {
+                    let (base, key, polls) = (base.clone(), key.clone(), polls.clone());
+                    async move {
+                        let client = client();
+                        let name = format!("idle-{i}");
+                        let request = RegisterAgentRequest {
+                            agent_name: name.clone(),
+                            tags: vec!["idle".into()],
+                            scripts: Some(Vec::new()),
+                            heartbeat_interval: Some(HEARTBEAT_SECS),
+                            running_jobs: Some(Vec::new()),
+                            ..Default::default()
+                        };
+                        let response = client
+                            .post(format!("{base}/register-agent"))
+                            .bearer_auth(&key)
+                            .send_json(&request)
+                            .await
+                            .expect("register");
+                        assert_eq!(response.status().as_u16(), 200, "register {name}");
+                        actix_rt::spawn(idle_agent(base, key, name, i, polls));
+                    }
+                });
+                join_all(registrations).await;
+            }
+            let registered = started.elapsed();
+            // Every agent parks its poll.
+            while *polls.borrow() < agents {
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+            }
+            actix_rt::time::sleep(Duration::from_secs(2)).await;
+            let parked = rss_kib(pid);
+            println!(
+                "idle: {agents} agents registered in {:.1} s; orchestrator RSS {:.1} MiB before, {:.1} MiB with every poll parked = {:.1} KiB per parked agent",
+                registered.as_secs_f64(),
+                before as f64 / 1024.0,
+                parked as f64 / 1024.0,
+                (parked.saturating_sub(before)) as f64 / agents as f64
+            );
+            // A full minute: every agent heartbeats once and re-polls twice.
+            let cpu_before = cpu_secs(pid);
+            let window = Instant::now();
+            actix_rt::time::sleep(Duration::from_secs(HEARTBEAT_SECS)).await;
+            let cpu = cpu_secs(pid) - cpu_before;
+            let elapsed = window.elapsed().as_secs_f64();
+            println!(
+                "idle: {agents} agents, heartbeats every {HEARTBEAT_SECS} s and {POLL_WAIT_SECS} s polls: orchestrator CPU {:.2} s in {:.0} s = {:.1} % of one core; RSS {:.1} MiB",
+                cpu,
+                elapsed,
+                cpu / elapsed * 100.0,
+                rss_kib(pid) as f64 / 1024.0
+            );
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Polls (30 s, nothing comes) and heartbeats once a minute, the first at a spread offset.
+    async fn idle_agent(base: String, key: String, name: String, index: usize, polls: Rc<RefCell<usize>>) {
+        let client = client();
+        let (hb_base, hb_key, hb_name) = (base.clone(), key.clone(), name.clone());
+        actix_rt::spawn(async move {
+            let client = super::client();
+            let offset = Duration::from_millis((index as u64 * 7919) % (HEARTBEAT_SECS * 1000));
+            actix_rt::time::sleep(offset).await;
+            loop {
+                let request = HeartbeatRequest {
+                    agent_name: hb_name.clone(),
+                    scripts: Vec::new(),
+                    running_jobs: Vec::new(),
+                    heartbeat_interval: HEARTBEAT_SECS,
+                    version: None,
+                    held_jobs: Some(Vec::new()),
+                };
+                let _ = client
+                    .post(format!("{hb_base}/agent/heartbeat"))
+                    .bearer_auth(&hb_key)
+                    .send_json(&request)
+                    .await;
+                actix_rt::time::sleep(Duration::from_secs(HEARTBEAT_SECS)).await;
+            }
+        });
+        let mut counted = false;
+        loop {
+            let url = format!("{base}/agent/poll?agent={name}&capacity=1&wait={POLL_WAIT_SECS}&start=implicit");
+            let request = client
+                .get(&url)
+                .bearer_auth(&key)
+                .timeout(Duration::from_secs(POLL_WAIT_SECS + 30));
+            let sent = request.send();
+            if !counted {
+                // Counted once its first poll is on its way (it parks at once: no jobs).
+                counted = true;
+                *polls.borrow_mut() += 1;
+            }
+            match sent.await {
+                Ok(mut response) => {
+                    let _ = response.body().await;
+                }
+                Err(_) => actix_rt::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    }
 }

@@ -65,9 +65,17 @@ const SQLITE_RELEASE: &str = "UPDATE jobs SET awaiting_slot = 0, reason = NULL W
     RETURNING agent_name";
 
 /// Takes the next step of a fan-out's rollout: stops it if it failed too often, else
-/// releases jobs into the slots that finished ones freed. A fan-out without controls has
-/// nothing to do (its counts are read by primary key and partial index only).
+/// releases jobs into the slots that finished ones freed. The controls are fixed when the
+/// fan-out is written, so they are read first, unlocked: a fan-out without them (most)
+/// costs one primary-key read, and only the statements its controls need run.
 pub async fn advance(db: &Db, tenant_id: &str, fanout_id: &str, now: i64) -> Result<RolloutStep> {
+    let Some(fanout) = super::find_fanout(db, tenant_id, fanout_id).await? else {
+        return Ok(RolloutStep::default());
+    };
+    let (stops, limits) = (fanout.max_errors.is_some(), fanout.max_concurrency.is_some());
+    if !stops && !limits {
+        return Ok(RolloutStep::default());
+    }
     let (lock, cancel, release) = match db {
         Db::Postgres(_) => (Some(PG_LOCK), PG_CANCEL, PG_RELEASE),
         Db::Sqlite(_) => (None, SQLITE_CANCEL, SQLITE_RELEASE),
@@ -81,21 +89,24 @@ pub async fn advance(db: &Db, tenant_id: &str, fanout_id: &str, now: i64) -> Res
                     .execute(conn)
                     .await?;
             }
-            let cancelled: Vec<Job> = diesel::sql_query(cancel)
-                .bind::<Text, _>(tenant_id)
-                .bind::<Text, _>(fanout_id)
-                .bind::<BigInt, _>(now)
-                .load(conn)
-                .await?;
-            let released: Vec<Released> = diesel::sql_query(release)
-                .bind::<Text, _>(tenant_id)
-                .bind::<Text, _>(fanout_id)
-                .load(conn)
-                .await?;
-            Ok(RolloutStep {
-                released: released.into_iter().map(|r| r.agent_name).collect(),
-                cancelled,
-            })
+            let mut step = RolloutStep::default();
+            if stops {
+                step.cancelled = diesel::sql_query(cancel)
+                    .bind::<Text, _>(tenant_id)
+                    .bind::<Text, _>(fanout_id)
+                    .bind::<BigInt, _>(now)
+                    .load(conn)
+                    .await?;
+            }
+            if limits {
+                let released: Vec<Released> = diesel::sql_query(release)
+                    .bind::<Text, _>(tenant_id)
+                    .bind::<Text, _>(fanout_id)
+                    .load(conn)
+                    .await?;
+                step.released = released.into_iter().map(|r| r.agent_name).collect();
+            }
+            Ok(step)
         })
         .await
     })

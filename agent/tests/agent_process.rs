@@ -89,6 +89,7 @@ impl Fake {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             timeout_secs: None,
+            secret_params: Vec::new(),
         };
         self.with(|s| s.queue.push_back(job));
     }

@@ -94,6 +94,7 @@ fn job(script: &str, params: &[(&str, &str)], timeout_secs: Option<u64>) -> JobA
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
         timeout_secs,
+        secret_params: Vec::new(),
     }
 }
 

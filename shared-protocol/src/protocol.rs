@@ -14,6 +14,10 @@
 //! - `POST /agent/jobs/{id}/result`    [`JobResultReport`] -> [`ResultAck`]; idempotent
 //! - `POST /agent/results`             [`ResultBatch`] -> [`ResultBatchAck`]: several
 //!   results at once, each settled on its own
+//! - `POST /agent/output`              [`OutputBatch`] -> [`OutputAck`]: live output of
+//!   running jobs, batched across jobs. Best effort: the result stays the authoritative
+//!   record of a job's output. An agent that streamed any chunk of a job sends the rest of
+//!   its live output before that job's result, so followers see it whole.
 
 use crate::manifest::ManifestEntry;
 use serde::{Deserialize, Serialize};
@@ -154,7 +158,14 @@ pub struct JobAssignment {
     /// Seconds before the agent sends SIGTERM (then SIGKILL); none means the agent default.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Names of params whose values are secret: the agent replaces every occurrence of
+    /// their values in the script's output with [`SECRET_MASK`] before it leaves the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_params: Vec<String>,
 }
+
+/// What a secret param's value is replaced with, in output and in job views.
+pub const SECRET_MASK: &str = "********";
 
 /// The answer to a long-poll: jobs to start (at most the capacity asked for) and running
 /// jobs to kill. Both empty when the wait ran out.
@@ -267,4 +278,70 @@ pub enum BatchedOutcome {
     Duplicate,
     /// Never accepted (not this agent's job, or not running): do not retry it.
     Refused,
+}
+
+/// Which of a script's pipes a chunk of output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutputStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<OutputStream> {
+        match value {
+            "stdout" => Some(OutputStream::Stdout),
+            "stderr" => Some(OutputStream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// Live output of running jobs (`POST /agent/output`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutputBatch {
+    pub agent_name: String,
+    pub chunks: Vec<OutputChunk>,
+}
+
+/// A piece of one job's output, in the order the script wrote it (both pipes
+/// interleaved, as a terminal shows them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutputChunk {
+    pub job_id: String,
+    pub stream: OutputStream,
+    /// UTF-8 bytes of this job's live output (both pipes) before this chunk. A chunk that
+    /// starts past the previous one's end means the bytes between were dropped.
+    pub offset: u64,
+    /// Never empty; secret params already masked.
+    pub data: String,
+}
+
+impl OutputChunk {
+    /// The offset just past this chunk.
+    pub fn end(&self) -> u64 {
+        self.offset + self.data.len() as u64
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutputAck {
+    /// Chunks stored now or before (a retried batch).
+    pub accepted: usize,
+    /// Jobs whose live output is no longer wanted (finished, cancelled, unknown, or not
+    /// this agent's): the agent stops streaming them.
+    #[serde(default)]
+    pub stop: Vec<String>,
 }

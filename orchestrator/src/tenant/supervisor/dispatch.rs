@@ -204,6 +204,7 @@ fn assignments(jobs: &[Job]) -> PollResponse {
                 script: job.script.clone(),
                 params: serde_json::from_str::<BTreeMap<String, String>>(&job.params).unwrap_or_default(),
                 timeout_secs: job.timeout_secs.map(|t| t as u64),
+                secret_params: Vec::new(),
             })
             .collect(),
         cancel: Vec::new(),
@@ -311,6 +312,7 @@ mod tests {
                 script: "s".into(),
                 params: BTreeMap::new(),
                 timeout_secs: None,
+                secret_params: Vec::new(),
             }],
             cancel: Vec::new(),
         }

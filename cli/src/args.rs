@@ -37,10 +37,14 @@ pub enum Command {
     Run(RunArgs),
     /// List jobs, newest first
     Jobs(JobsArgs),
-    /// Show one job with its output
+    /// Show one job with its output, or follow its output live
     Job {
         /// The job id (job_...)
         id: String,
+        /// Print the output as the script writes it (stdout to stdout, stderr to stderr)
+        /// until the job ends; exit with its exit status as `run --wait` does
+        #[arg(long)]
+        follow: bool,
     },
     /// Show a fan-out's jobs, or its agents grouped by outcome with diffs
     #[command(subcommand)]
@@ -101,6 +105,10 @@ pub struct RunArgs {
     /// Script parameter, passed to the script as an environment variable
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<Param>,
+    /// A secret script parameter: passed as --param is, masked in the job's output (by the
+    /// agent) and never shown in job views
+    #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub secrets: Vec<Param>,
     /// Seconds before the agent kills the script
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,

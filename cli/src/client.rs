@@ -86,6 +86,65 @@ impl Client {
         self.call(Method::Delete, path, &[], None)
     }
 
+    /// Opens a Server-Sent Events stream (`GET` with `Accept: text/event-stream`), resuming
+    /// after `last_event_id`; the reader yields the stream's lines as they arrive, with no
+    /// time limit. Refreshes a stored login as [`Client::get`] does.
+    pub fn events(
+        &mut self,
+        path: &[&str],
+        query: &[(&str, String)],
+        last_event_id: Option<&str>,
+    ) -> Result<impl std::io::BufRead> {
+        let url = self.url(path, query)?;
+        if matches!(&self.auth, Auth::Session { credentials, .. } if credentials.access_token_expired()) {
+            self.refresh()?;
+        }
+        let http = self.http.clone();
+        let open = |bearer: Option<&str>| {
+            let mut request = http
+                .get(url.as_str())
+                .config()
+                .timeout_global(None)
+                .build()
+                .header("Accept", "text/event-stream");
+            if let Some(token) = bearer {
+                request = request.header("Authorization", format!("Bearer {token}"));
+            }
+            if let Some(id) = last_event_id {
+                request = request.header("Last-Event-ID", id);
+            }
+            request.call().map_err(|error| Error::Unreachable {
+                url: url.origin().ascii_serialization(),
+                detail: error.to_string(),
+            })
+        };
+        let mut response = open(self.bearer())?;
+        if response.status().as_u16() == 401 && matches!(self.auth, Auth::Session { .. }) {
+            self.refresh()?;
+            response = open(self.bearer())?;
+        }
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_BODY_BYTES)
+                .read_to_string()
+                .unwrap_or_default();
+            let answer = Answer {
+                url: url.to_string(),
+                status,
+                body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            };
+            return Err(answer.into_result().err().unwrap_or(Error::UnexpectedResponse {
+                url: url.to_string(),
+                status,
+                detail: "no event stream".into(),
+            }));
+        }
+        Ok(std::io::BufReader::new(response.into_body().into_reader()))
+    }
+
     /// `POST /auth/login`.
     pub fn login(&self, email: &str, password: &str) -> Result<TokenPair> {
         let url = self.url(&["auth", "login"], &[])?;

@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod credentials;
 mod error;
+mod events;
 mod output;
 
 pub use args::Cli;
@@ -91,7 +92,8 @@ pub fn run(cli: Cli, environment: &Environment) -> Result<u8> {
         Command::Agents(args) => commands::agents::run(&mut connect(url, environment)?, output, args),
         Command::Run(args) => commands::run::run(&mut connect(url, environment)?, output, args),
         Command::Jobs(args) => commands::jobs::list(&mut connect(url, environment)?, output, args),
-        Command::Job { id } => commands::jobs::show(&mut connect(url, environment)?, output, &id),
+        Command::Job { id, follow: false } => commands::jobs::show(&mut connect(url, environment)?, output, &id),
+        Command::Job { id, follow: true } => commands::jobs::follow(&mut connect(url, environment)?, output, &id),
         Command::Fanout(command) => commands::fanout::run(&mut connect(url, environment)?, output, command),
         Command::Schedules(command) => commands::schedules::run(&mut connect(url, environment)?, output, command),
         Command::Keys(command) => commands::keys::run(&mut connect(url, environment)?, output, command),

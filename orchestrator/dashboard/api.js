@@ -111,6 +111,82 @@ export async function api(method, path, body) {
   }
 }
 
+/**
+ * Follows a Server-Sent Events stream of the API with the session's token (EventSource
+ * cannot send one): calls `onEvent(name, data)` for each event, with its JSON data parsed,
+ * and resolves when the stream ends or `signal` aborts it. A dropped connection is resumed
+ * where it stopped (`Last-Event-ID`), a 401 after one token refresh.
+ */
+export async function followEvents(path, onEvent, signal) {
+  let lastId = null;
+  let refreshed = false;
+  while (!signal.aborted) {
+    const headers = { Accept: "text/event-stream", Authorization: `Bearer ${session.accessToken}` };
+    if (lastId !== null) headers["Last-Event-ID"] = lastId;
+    let response;
+    try {
+      response = await fetch(path, { headers, credentials: "omit", cache: "no-store", signal });
+    } catch {
+      if (signal.aborted) return;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      continue;
+    }
+    if (response.status === 401 && !refreshed && (await refreshTokens())) {
+      refreshed = true;
+      continue;
+    }
+    if (!response.ok) {
+      const text = await response.text();
+      let error = null;
+      try {
+        error = JSON.parse(text).error;
+      } catch {
+        error = null;
+      }
+      throw new ApiError(response.status, (error && error.code) || "http_error", (error && error.message) || `The orchestrator answered ${response.status}.`);
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    let event = { name: "message", id: null, data: [] };
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let newline;
+        while ((newline = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, newline).replace(/\r$/, "");
+          buffer = buffer.slice(newline + 1);
+          if (line === "") {
+            if (event.data.length) {
+              if (event.id !== null) lastId = event.id;
+              let data = null;
+              try {
+                data = JSON.parse(event.data.join("\n"));
+              } catch {
+                data = null;
+              }
+              if (onEvent(event.name, data) === false) return;
+            }
+            event = { name: "message", id: null, data: [] };
+          } else if (!line.startsWith(":")) {
+            const colon = line.indexOf(":");
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+            if (field === "event") event.name = text;
+            else if (field === "id") event.id = text;
+            else if (field === "data") event.data.push(text);
+          }
+        }
+      }
+    } catch {
+      if (signal.aborted) return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
 /** A call without a session (sign up, verify, log in). */
 export function publicApi(method, path, body) {
   return send(method, path, body, null);

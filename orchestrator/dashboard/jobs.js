@@ -1,6 +1,6 @@
 // Jobs: a filtered list with live status, and one job's detail with its stdout and stderr.
 
-import { api, isFinished, JOB_STATUSES, query } from "./api.js";
+import { api, followEvents, isFinished, JOB_STATUSES, query } from "./api.js";
 import { announce, badge, errorBox, field, h, localTime, pageTitle, replace, table, timeAgo } from "./dom.js";
 
 const POLL_MS = 2000;
@@ -203,10 +203,13 @@ export async function detailPage(main, context) {
       body,
       h("dl", { class: "details" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])),
       h("div", { class: "actions" }, cancel, h("a", { href: `#/run?agent=${encodeURIComponent(job.agent)}&script=${encodeURIComponent(job.script)}`, class: "button button-secondary" }, "Run again")),
-      output("stdout", job.stdout, job.stdout_truncated),
-      output("stderr", job.stderr, job.stderr_truncated),
+      // While the job runs its output arrives live; once it finished, the stored result shows.
+      isFinished(job.status) ? null : live.section,
+      isFinished(job.status) ? output("stdout", job.stdout, job.stdout_truncated) : null,
+      isFinished(job.status) ? output("stderr", job.stderr, job.stderr_truncated) : null,
     );
   };
+  const live = liveOutput();
   render();
   if (!isFinished(job.status)) {
     context.poll(async () => {
@@ -219,7 +222,41 @@ export async function detailPage(main, context) {
       }
       return true;
     }, POLL_MS);
+    const abort = new AbortController();
+    context.onLeave(() => abort.abort());
+    followEvents(
+      `/jobs/${encodeURIComponent(jobId)}/output?follow=true`,
+      (name, data) => {
+        if (name === "output" && data) live.append(data.stream, data.data);
+        else if (name === "gap" && data) live.append("note", `\n[${data.to - data.from} bytes of output not kept]\n`);
+        return name !== "end";
+      },
+      abort.signal,
+    ).catch((error) => box.show(error));
   }
+}
+
+/** The live output of a running job: both pipes interleaved as a terminal shows them. */
+function liveOutput() {
+  const pre = h("pre", { id: "job-live", tabindex: "0", "aria-live": "off" });
+  const empty = h("p", { class: "muted", id: "job-live-empty" }, "Waiting for output…");
+  const section = h(
+    "section",
+    { class: "output", "aria-labelledby": "job-live-title" },
+    h("h2", { id: "job-live-title" }, "Output ", h("span", { class: "muted" }, "(live)")),
+    empty,
+    pre,
+  );
+  return {
+    section,
+    append(stream, text) {
+      empty.hidden = true;
+      // Text nodes only: script output is untrusted and must never be parsed as HTML.
+      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.append(stream === "stdout" ? document.createTextNode(text) : h("span", { class: `live-${stream}` }, text));
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+    },
+  };
 }
 
 function output(name, text, truncated) {

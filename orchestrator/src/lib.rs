@@ -16,6 +16,7 @@ pub mod healthcheck;
 pub mod integrations;
 pub mod metrics;
 pub mod schedule;
+pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod tenant;

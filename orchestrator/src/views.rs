@@ -3,14 +3,14 @@
 use crate::db::models::{Agent, Job};
 use crate::db::{format_time, format_time_opt};
 use serde::Serialize;
-use serde_json::{Map, Value};
+
 use shared_protocol::api::JobView;
 use shared_protocol::ManifestEntry;
 
 /// The spec's job result shape plus where and what ran. `agent_online` lets a pending job
 /// say why it is waiting.
 pub fn job_view(job: &Job, agent_online: Option<bool>) -> JobView {
-    let params: Map<String, Value> = serde_json::from_str(&job.params).unwrap_or_default();
+    let params = crate::secrets::masked_params(&job.params, job.secret_params.as_deref());
     let reason = job
         .reason
         .clone()

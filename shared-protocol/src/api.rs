@@ -18,6 +18,10 @@ pub struct TriggerRequest {
     /// Seconds before the agent kills the script.
     #[serde(default)]
     pub timeout: Option<u64>,
+    /// Names of params whose values are secret: masked in the job's output (by the agent,
+    /// before it leaves the host) and never shown in job views.
+    #[serde(default)]
+    pub secret_params: Option<Vec<String>>,
 }
 
 /// `GET /jobs/{id}`: the spec's result shape plus where and what ran.
@@ -63,6 +67,9 @@ pub struct FanOutRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub params: Option<serde_json::Map<String, Value>>,
+    /// Names of params whose values are secret, as for `/trigger-script`.
+    #[serde(default)]
+    pub secret_params: Option<Vec<String>>,
     #[serde(default)]
     pub agents: Option<Vec<String>>,
     #[serde(default)]
@@ -167,4 +174,47 @@ pub struct AgentMetrics {
     pub last_heartbeat: Option<String>,
     pub tags: Vec<String>,
     pub jobs: JobMetrics,
+}
+
+/// A piece of a job's output as `GET /jobs/{id}/output` shows it: both pipes interleaved
+/// in the order the script wrote them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutputPiece {
+    /// UTF-8 bytes of the job's output before this piece.
+    pub offset: u64,
+    pub stream: crate::protocol::OutputStream,
+    pub data: String,
+}
+
+/// `GET /jobs/{id}/output` without `follow`: a page of the job's output from `offset`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobOutput {
+    pub job_id: String,
+    pub status: String,
+    pub pieces: Vec<OutputPiece>,
+    /// Where the next page (or a follower) starts.
+    pub next_offset: u64,
+    /// The job is finished and every piece up to its end was shown.
+    pub complete: bool,
+}
+
+/// The `gap` event: the bytes from `from` to `to` were not kept (the output outgrew its cap,
+/// or the agent dropped them while it could not reach the orchestrator).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutputGap {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// The `end` event: the job finished; the stream closes after it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OutputEnd {
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub next_offset: u64,
 }

@@ -34,11 +34,24 @@ pub fn run(client: &mut Client, output: Output, args: RunArgs) -> Result<u8> {
     }
 }
 
+/// `--param`s and `--secret`s together: both are params of the script.
+fn all_params(args: &RunArgs) -> serde_json::Map<String, Value> {
+    let mut params = params_object(&args.params);
+    params.extend(params_object(&args.secrets));
+    params
+}
+
+fn secret_names(args: &RunArgs) -> Option<Vec<String>> {
+    (!args.secrets.is_empty()).then(|| args.secrets.iter().map(|(name, _)| name.clone()).collect())
+}
+
 fn run_on_agent(client: &mut Client, output: Output, args: RunArgs) -> Result<u8> {
+    let (params, secret_params) = (all_params(&args), secret_names(&args));
     let request = TriggerRequest {
         agent: args.agents.into_iter().next().unwrap_or_default(),
         run_script: args.script,
-        params: Some(params_object(&args.params)),
+        params: Some(params),
+        secret_params,
         async_exec: Some(true),
         timeout: args.timeout,
     };
@@ -88,9 +101,11 @@ fn mirror_output(output: Output, job: &Value) {
 }
 
 fn fan_out(client: &mut Client, output: Output, args: RunArgs) -> Result<u8> {
+    let (params, secret_params) = (all_params(&args), secret_names(&args));
     let request = FanOutRequest {
+        params: Some(params),
+        secret_params,
         run_script: args.script,
-        params: Some(params_object(&args.params)),
         agents: (!args.agents.is_empty()).then_some(args.agents),
         tags: (!args.tags.is_empty()).then_some(args.tags),
         only_online: Some(!args.include_offline),

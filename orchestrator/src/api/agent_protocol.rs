@@ -11,8 +11,8 @@ use crate::tenant::{self, messages};
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use shared_protocol::protocol::{
-    HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, ResultAck, ResultBatch, ResultBatchAck,
-    StartRequest,
+    HeartbeatRequest, HeartbeatResponse, JobResultReport, OutputAck, OutputBatch, PollResponse, ResultAck, ResultBatch,
+    ResultBatchAck, StartRequest,
 };
 use std::time::Duration;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -22,6 +22,12 @@ const RESULT_LIMIT: usize = 16 << 20;
 /// A batch of results: the agent sends big outputs one by one.
 const RESULT_BATCH_LIMIT: usize = 32 << 20;
 const MAX_BATCHED_RESULTS: usize = 1000;
+/// A batch of live output: the agent sends at most a few hundred KiB per job per tick.
+const OUTPUT_BATCH_LIMIT: usize = 4 << 20;
+const MAX_OUTPUT_CHUNKS: usize = 1000;
+const MAX_CHUNK_BYTES: usize = 1 << 20;
+/// Offsets are stored as BIGINT; no real output comes near this.
+const MAX_OUTPUT_OFFSET: u64 = 1 << 53;
 
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(Endpoint::new(__path_heartbeat, heartbeat));
@@ -29,6 +35,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(Endpoint::new(__path_start, start));
     cfg.service(Endpoint::new(__path_result, result));
     cfg.service(Endpoint::new(__path_results, results));
+    cfg.service(Endpoint::new(__path_output, output));
 }
 
 fn agent_key(caller: &Caller) -> Result<String> {
@@ -235,6 +242,52 @@ async fn results(
         agent: batch.agent_name,
         api_key_id: agent_key(&caller)?,
         results: batch.results,
+    };
+    let ack = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
+    Ok(HttpResponse::Ok().json(ack))
+}
+
+/// The agent streams live output of its running jobs.
+///
+/// Chunks of several jobs at once, in order per job. Chunks of jobs that are not running on
+/// this agent are not stored, and those jobs are listed in `stop`: the agent sends no more
+/// of them. A retried chunk (same job and offset) is stored once.
+#[utoipa::path(
+    post, path = "/agent/output", tag = "agent protocol",
+    request_body = OutputBatch,
+    responses(
+        (status = 200, description = "Stored; `stop` lists the jobs that take no more output", body = OutputAck),
+        (status = 403, description = "Not an API key (`api_key_required`), or the agent is registered with another key"),
+        (status = 404, description = "The agent is not registered"),
+        (status = 413, description = "The body is over 4 MiB"),
+        (status = 422, description = "More than 1000 chunks, an empty or over-1-MiB chunk, a bad offset, or a malformed body"),
+    ),
+    security(("agent_key" = [])),
+)]
+async fn output(
+    state: web::Data<AppState>,
+    caller: Caller,
+    JsonBody(batch): JsonBody<OutputBatch, OUTPUT_BATCH_LIMIT>,
+) -> Result<HttpResponse> {
+    if batch.chunks.len() > MAX_OUTPUT_CHUNKS {
+        return Err(Error::Validation(format!("at most {MAX_OUTPUT_CHUNKS} chunks per batch")));
+    }
+    for chunk in &batch.chunks {
+        if chunk.data.is_empty() || chunk.data.len() > MAX_CHUNK_BYTES {
+            return Err(Error::Validation(format!(
+                "a chunk holds 1 byte to {MAX_CHUNK_BYTES} bytes of output; one of job {:?} holds {}",
+                chunk.job_id,
+                chunk.data.len()
+            )));
+        }
+        if chunk.end() > MAX_OUTPUT_OFFSET {
+            return Err(Error::Validation(format!("offset must stay below {MAX_OUTPUT_OFFSET}")));
+        }
+    }
+    let message = messages::AppendOutput {
+        agent: batch.agent_name,
+        api_key_id: agent_key(&caller)?,
+        chunks: batch.chunks,
     };
     let ack = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
     Ok(HttpResponse::Ok().json(ack))

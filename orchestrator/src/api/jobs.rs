@@ -6,6 +6,7 @@ use crate::db::{self, jobs::JobFilter};
 use crate::error::{Error, Result};
 use crate::extract::JsonBody;
 use crate::fanout;
+use crate::secrets;
 use crate::state::AppState;
 use crate::tenant::{self, messages, validate};
 use crate::views::job_view;
@@ -66,10 +67,12 @@ async fn trigger(
     JsonBody(request): JsonBody<TriggerRequest>,
 ) -> Result<HttpResponse> {
     validate::script_name(&request.run_script)?;
+    let params = validate::params(request.params)?;
     let message = messages::Trigger {
         agent: request.agent.trim().to_owned(),
         script: request.run_script.clone(),
-        params: validate::params(request.params)?,
+        secret_params: secrets::validate(request.secret_params, &params)?,
+        params,
         timeout_secs: validate::timeout(request.timeout)?,
     };
     let triggered = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
@@ -354,9 +357,11 @@ async fn fan_out(
     }
     validate::script_name(&request.run_script)?;
     let tags = request.tags.as_deref().map(validate::tags).transpose()?;
+    let params = validate::params(request.params)?;
     let message = messages::FanOut {
         script: request.run_script,
-        params: validate::params(request.params)?,
+        secret_params: secrets::validate(request.secret_params, &params)?,
+        params,
         agents: request.agents,
         tags,
         only_online: request.only_online.unwrap_or(true),

@@ -10,6 +10,7 @@ pub mod health;
 pub mod integrations;
 pub mod jobs;
 pub mod metrics;
+pub mod output;
 pub mod schedules;
 
 use crate::error::Error;
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
     .configure(agents::routes)
     .configure(agent_protocol::routes)
     .configure(jobs::routes)
+    .configure(output::routes)
     .configure(integrations::routes)
     .configure(deliveries::routes)
     .configure(schedules::routes)

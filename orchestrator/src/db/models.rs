@@ -128,6 +128,8 @@ pub struct Job {
     pub completed_at: Option<i64>,
     /// Pending, but waiting for a slot of its fan-out's rollout: not claimable yet.
     pub awaiting_slot: bool,
+    /// JSON array of the names of params whose values are secret; None for none.
+    pub secret_params: Option<String>,
 }
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -143,6 +145,8 @@ pub struct Fanout {
     pub max_concurrency: Option<i32>,
     /// Rollout controls: failures after which the jobs not yet handed out are cancelled.
     pub max_errors: Option<i32>,
+    /// JSON array of the names of params whose values are secret; None for none.
+    pub secret_params: Option<String>,
 }
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -265,4 +269,33 @@ pub struct IntegrationAlert {
     pub dedup_key: String,
     pub tenant_id: String,
     pub opened_at: i64,
+}
+
+/// A chunk of a running job's live output (see [`crate::db::jobs::output`]).
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = job_output)]
+pub struct OutputRow {
+    pub job_id: String,
+    pub tenant_id: String,
+    /// UTF-8 bytes of the job's live output before this chunk.
+    pub start_offset: i64,
+    pub end_offset: i64,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub data: String,
+    pub created_at: i64,
+}
+
+impl OutputRow {
+    pub fn new(tenant_id: &str, chunk: &shared_protocol::protocol::OutputChunk, now: i64) -> OutputRow {
+        OutputRow {
+            job_id: chunk.job_id.clone(),
+            tenant_id: tenant_id.to_owned(),
+            start_offset: chunk.offset as i64,
+            end_offset: chunk.end() as i64,
+            stream: chunk.stream.as_str().to_owned(),
+            data: chunk.data.clone(),
+            created_at: now,
+        }
+    }
 }

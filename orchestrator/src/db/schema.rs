@@ -125,6 +125,19 @@ diesel::table! {
         started_at -> Nullable<BigInt>,
         completed_at -> Nullable<BigInt>,
         awaiting_slot -> Bool,
+        secret_params -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    job_output (job_id, start_offset) {
+        job_id -> Text,
+        tenant_id -> Text,
+        start_offset -> BigInt,
+        end_offset -> BigInt,
+        stream -> Text,
+        data -> Text,
+        created_at -> BigInt,
     }
 }
 
@@ -138,6 +151,7 @@ diesel::table! {
         created_at -> BigInt,
         max_concurrency -> Nullable<Integer>,
         max_errors -> Nullable<Integer>,
+        secret_params -> Nullable<Text>,
     }
 }
 
@@ -151,7 +165,7 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(tenants, users, email_codes, refresh_tokens, api_keys, agents, jobs);
+diesel::allow_tables_to_appear_in_same_query!(tenants, users, email_codes, refresh_tokens, api_keys, agents, jobs, job_output);
 
 diesel::table! {
     schedules (id) {

@@ -218,7 +218,7 @@ pub async fn status(db: &Db, tenant_id: &str, fanout_id: &str, options: Options)
     }
     let (groups, unfinished) = grouping.unzip();
     Ok(FanOutStatus {
-        params: serde_json::from_str::<serde_json::Value>(&fanout.params).unwrap_or_default(),
+        params: crate::secrets::masked_params(&fanout.params, fanout.secret_params.as_deref()).into(),
         created_at: db::format_time(fanout.created_at),
         fanout_id: fanout.id,
         script: fanout.script,

@@ -10,7 +10,7 @@ use actix::Message;
 use shared_protocol::api::{FanOutJob, JobView};
 use shared_protocol::protocol::{
     BatchedResult, HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, RegisterAgentRequest,
-    RegisterAgentResponse, ResultAck, ResultBatchAck,
+    OutputAck, OutputChunk, RegisterAgentResponse, ResultAck, ResultBatchAck,
 };
 use std::collections::BTreeMap;
 use tokio::sync::oneshot;
@@ -67,6 +67,15 @@ pub struct ReportResults {
     pub results: Vec<BatchedResult>,
 }
 
+/// Live output of an agent's running jobs (`POST /agent/output`).
+#[derive(Message)]
+#[rtype(result = "Result<OutputAck>")]
+pub struct AppendOutput {
+    pub agent: String,
+    pub api_key_id: String,
+    pub chunks: Vec<OutputChunk>,
+}
+
 /// Queues one job; it is in the database before this returns.
 #[derive(Message)]
 #[rtype(result = "Result<Triggered>")]
@@ -74,6 +83,8 @@ pub struct Trigger {
     pub agent: String,
     pub script: String,
     pub params: BTreeMap<String, String>,
+    /// Names of params whose values are secret.
+    pub secret_params: Vec<String>,
     pub timeout_secs: Option<i64>,
 }
 
@@ -87,6 +98,8 @@ pub struct Triggered {
 pub struct FanOut {
     pub script: String,
     pub params: BTreeMap<String, String>,
+    /// Names of params whose values are secret.
+    pub secret_params: Vec<String>,
     pub agents: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
     pub only_online: bool,

@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 mod claim;
+pub mod output;
 mod results;
 pub mod rollout;
 

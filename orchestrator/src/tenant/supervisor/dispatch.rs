@@ -204,7 +204,7 @@ fn assignments(jobs: &[Job]) -> PollResponse {
                 script: job.script.clone(),
                 params: serde_json::from_str::<BTreeMap<String, String>>(&job.params).unwrap_or_default(),
                 timeout_secs: job.timeout_secs.map(|t| t as u64),
-                secret_params: Vec::new(),
+                secret_params: crate::secrets::decode(job.secret_params.as_deref()),
             })
             .collect(),
         cancel: Vec::new(),

@@ -10,6 +10,7 @@ use crate::db::jobs::{CancelOutcome, CompleteOutcome, Completion, Handover, Resu
 use crate::db::models::{Fanout, Job};
 use crate::db::{self};
 use crate::error::{Error, Result};
+use crate::secrets;
 use crate::tenant::messages::{Cancel, FanOut, FannedOut, ReportResult, ReportResults, StartJob, Trigger, Triggered};
 use crate::views::job_view;
 use actix::prelude::*;
@@ -51,7 +52,8 @@ impl TenantSupervisor {
             if !agent.allows(&msg.script) {
                 return Err(not_in_manifest(agent, &msg.script));
             }
-            let job = self.new_job(&msg.agent, &msg.script, &msg.params, msg.timeout_secs, None)?;
+            let mut job = self.new_job(&msg.agent, &msg.script, &msg.params, msg.timeout_secs, None)?;
+            job.secret_params = secrets::encode(&msg.secret_params);
             Ok((job, agent.online()))
         })();
         // Fast path: nothing queued ahead and a poll parked here, so the job is written as
@@ -135,6 +137,7 @@ impl Handler<FanOut> for TenantSupervisor {
                     msg.timeout_secs,
                     Some(fanout_id.clone()),
                 )?;
+                job.secret_params = secrets::encode(&msg.secret_params);
                 if let Some(slots) = max_concurrency.filter(|&slots| index >= slots as usize) {
                     job.awaiting_slot = true;
                     job.reason = Some(format!("waiting for a rollout slot (max_concurrency {slots})"));
@@ -151,6 +154,7 @@ impl Handler<FanOut> for TenantSupervisor {
             created_at: db::now_ms(),
             max_concurrency,
             max_errors: msg.max_errors,
+            secret_params: secrets::encode(&msg.secret_params),
         };
         let db = self.db.clone();
         Box::pin(

@@ -8,6 +8,7 @@
 //! - [`dispatch`]: parked polls, claims, handing jobs and cancel orders to agents;
 //! - [`jobs`]: triggers, fan-outs, starts, results, cancels;
 //! - [`commit`]: group commit of new jobs and results;
+//! - [`output`]: live output of running jobs;
 //! - [`rollout`]: the rollout controls of fan-outs;
 //! - [`schedules`]: schedule timers and fires;
 //! - [`targets`]: which agents a fan-out or a schedule fire goes to.
@@ -16,6 +17,7 @@ mod agents;
 mod commit;
 mod dispatch;
 mod jobs;
+mod output;
 mod rollout;
 mod schedules;
 pub mod targets;
@@ -155,6 +157,7 @@ impl TenantSupervisor {
             started_at: None,
             completed_at: None,
             awaiting_slot: false,
+            secret_params: None,
         })
     }
 }

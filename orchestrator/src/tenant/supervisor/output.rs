@@ -1,0 +1,35 @@
+//! Live output: an agent's chunks of its running jobs are checked against the agent's key,
+//! stored, and this process's followers are woken (other replicas' followers hear of it
+//! from the database's notification).
+
+use super::TenantSupervisor;
+use crate::db;
+use crate::error::Result;
+use crate::tenant::messages::AppendOutput;
+use actix::prelude::*;
+use shared_protocol::protocol::OutputAck;
+
+impl Handler<AppendOutput> for TenantSupervisor {
+    type Result = ResponseActFuture<Self, Result<OutputAck>>;
+
+    fn handle(&mut self, msg: AppendOutput, ctx: &mut Context<Self>) -> Self::Result {
+        let agent = msg.agent.clone();
+        self.with_agent_then(&agent, ctx, move |act, _| {
+            let authorized = act.authorized_agent(&msg.agent, &msg.api_key_id).map(|_| ());
+            let (db, tenant_id, watchers) = (act.db.clone(), act.tenant_id.clone(), act.watchers.clone());
+            Box::pin(
+                async move {
+                    authorized?;
+                    let ack = db::jobs::output::append(&db, &tenant_id, &msg.agent, &msg.chunks).await?;
+                    let mut touched: Vec<&str> = msg.chunks.iter().map(|chunk| chunk.job_id.as_str()).collect();
+                    touched.dedup();
+                    for job_id in touched.into_iter().filter(|id| !ack.stop.iter().any(|stop| stop == id)) {
+                        watchers.touch(job_id);
+                    }
+                    Ok(ack)
+                }
+                .into_actor(act),
+            )
+        })
+    }
+}

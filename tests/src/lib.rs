@@ -24,6 +24,7 @@
 //!   `query_text`).
 //! - [`TestAgent`] from `app.start_agent(AgentSpec)`: `kill`/`stop`/`restart`, `write_script`,
 //!   `write_manifest`, `log`.
+//! - [`events::EventStream`]: a Server-Sent Events follower that notes when each event arrived.
 //! - [`cluster::Cluster`]: several replicas on one PostgreSQL database, a `Fleet` each.
 //! - [`SmtpSink`]: `wait_for_code(email)`, `wait_for_code_in_message(email, n)`, `messages_to`.
 //! - [`wait_until`] / [`wait_for`]: poll until a condition holds.
@@ -35,6 +36,7 @@ mod agent;
 mod app;
 pub mod cluster;
 mod database;
+pub mod events;
 pub mod fleet;
 mod http;
 mod process;

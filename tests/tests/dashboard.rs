@@ -451,3 +451,86 @@ async fn the_whole_flow(app: &TestApp, browser: &Client) {
         operations.len()
     );
 }
+
+#[actix_rt::test]
+async fn a_running_jobs_output_shows_live_in_the_browser() {
+    if !browser_available() {
+        return;
+    }
+    let app = TestApp::start().await;
+    let session = app.register_and_login("live@example.com").await;
+    let key = app.create_api_key(&session, "web-1").await;
+    let _agent = app
+        .start_agent(AgentSpec::new("web-1", &key).script(
+            "ticks.sh",
+            "#!/bin/sh\nfor i in 1 2 3 4 5; do\n  echo \"tick $i $(date +%s%3N) <b>bold</b>\"\n  sleep 1\ndone\n",
+        ))
+        .await;
+    app.wait_for_agent_status(&session.access_token, "web-1", "online", WAIT).await;
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    with_failure_capture(&browser, live_output_flow(&app, &browser, &session.access_token, &session.refresh_token)).await;
+    let _ = browser.close().await;
+}
+
+/// Opens a running job's page (logged in with the session's tokens) and notes, by the
+/// machine's clock, when each change of its live output appeared: every line must show
+/// within 500 ms of the script printing it.
+async fn live_output_flow(app: &TestApp, browser: &Client, access: &str, refresh: &str) {
+    let page = Page { browser };
+    page.go(&app.url, "#/login").await;
+    page.wait_for_text("h1", "Log in").await;
+    browser
+        .execute(
+            "sessionStorage.setItem('scriptmesh.access_token', arguments[0]);\
+             sessionStorage.setItem('scriptmesh.refresh_token', arguments[1]);",
+            vec![json!(access), json!(refresh)],
+        )
+        .await
+        .expect("store the session");
+    let (status, queued) = app
+        .post_json("/trigger-script", &json!({"agent": "web-1", "run_script": "ticks.sh"}), Some(access))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let job_id = queued["job_id"].as_str().unwrap().to_owned();
+    page.go(&app.url, &format!("#/jobs/{job_id}")).await;
+    page.wait_for("#job-live").await;
+    // Every change of the live output, with the time it was made.
+    browser
+        .execute(
+            "window.liveSeen = [];\
+             const live = document.getElementById('job-live');\
+             new MutationObserver(() => window.liveSeen.push([Date.now(), live.textContent]))\
+                 .observe(live, {childList: true, subtree: true, characterData: true});",
+            vec![],
+        )
+        .await
+        .expect("observe the live output");
+    page.wait_for_text("#job-live", "tick 5 ").await;
+    let seen = browser.execute("return window.liveSeen;", vec![]).await.expect("read the changes");
+    let mut first_seen: Vec<(u32, i64)> = Vec::new();
+    for change in seen.as_array().expect("an array") {
+        let at = change[0].as_i64().unwrap();
+        for line in change[1].as_str().unwrap().lines() {
+            let mut words = line.split(' ');
+            if words.next() != Some("tick") {
+                continue;
+            }
+            let n: u32 = words.next().unwrap().parse().unwrap();
+            let printed: i64 = words.next().unwrap().parse().unwrap();
+            if !first_seen.iter().any(|(seen, _)| *seen == n) {
+                first_seen.push((n, at - printed));
+            }
+        }
+    }
+    eprintln!("browser: ticks seen after {first_seen:?} ms");
+    // The first tick may be printed before the page was observing; the others are timed.
+    for (n, late) in first_seen.iter().filter(|(n, _)| *n > 1) {
+        assert!(*late <= 500, "tick {n} showed {late} ms after it was printed: {first_seen:?}");
+    }
+    assert!(first_seen.len() >= 4, "{first_seen:?}");
+    page.assert_absent("#job-live b", "live output must not be parsed as HTML").await;
+    // When the job ends, the page shows the stored result.
+    page.wait_for_text("#job-status", "success").await;
+    page.wait_for_text("#job-stdout", "tick 5").await;
+}

@@ -2,6 +2,8 @@
 //! manifest they are checked against, and the means to stop them. Each finished job's
 //! report goes to the reporter before its slot is freed.
 
+pub mod capture;
+pub mod mask;
 pub mod process;
 pub mod run;
 
@@ -9,7 +11,7 @@ use crate::manifest::LoadedManifest;
 use crate::metrics::Metrics;
 use crate::reporter::DeliverResult;
 use actix::prelude::*;
-use process::StopReason;
+use process::{NoLiveOutput, StopReason};
 use run::ExecutionSettings;
 use shared_protocol::protocol::{JobAssignment, JobResultReport, RunOutcome};
 use shared_protocol::JobId;
@@ -133,7 +135,7 @@ impl Executor {
                     Err(_) => std::future::pending().await,
                 }
             };
-            let report = run::execute(&job, &manifest, &settings, stop).await;
+            let report = run::execute(&job, &manifest, &settings, stop, &NoLiveOutput).await;
             let outcome = report.outcome;
             deliver(reporter, report_id, report).await;
             outcome

@@ -7,7 +7,8 @@
 //! at a time, for all jobs at once. Nothing is scheduled while no output is pending, and
 //! a job that ends before its first chunk went out never streams at all (its result
 //! carries the output). A job that did stream has the rest of its output sent before its
-//! result is handed to the reporter ([`LiveOutputHandle::finish`]), bounded in time.
+//! result is handed to the reporter ([`LiveOutputHandle::finish`]), bounded in time; if
+//! that send fails, the result goes without it.
 //!
 //! Everything runs on the agent's one actix thread, so the taps and the actor share the
 //! per-job buffers through an `Rc<RefCell<..>>`; no borrow is ever held across an await.
@@ -40,7 +41,8 @@ const MAX_CHUNK_BYTES: usize = 64 * 1024;
 /// leaves room for the envelope and is counted with JSON escaping.
 const MAX_BATCH_CHUNKS: usize = 1000;
 const MAX_BATCH_BODY_BYTES: usize = 4 * 1024 * 1024 - 16 * 1024;
-/// How long a finished job's remaining live output may delay its result.
+/// How long a finished job's remaining live output may delay its result (a slow
+/// orchestrator; a failing one releases the result at the first failed send).
 pub const FINISH_FLUSH_LIMIT: Duration = Duration::from_secs(3);
 
 // ---------------------------------------------------------------- pure parts
@@ -291,7 +293,7 @@ impl LiveOutputHandle {
 
     /// The job's process is done. Resolves at once for a job that never streamed (its
     /// buffers are dropped: the result has it all); otherwise once the rest of its live
-    /// output was sent, or could not be within [`FINISH_FLUSH_LIMIT`].
+    /// output was sent, a send failed, or [`FINISH_FLUSH_LIMIT`] passed.
     pub fn finish(&self, job_id: &JobId) -> impl Future<Output = ()> {
         let must_flush = {
             let mut shared = self.shared.borrow_mut();
@@ -448,7 +450,9 @@ impl LiveOutput {
                     }
                 }
             }
-            settle_finished(&mut shared.jobs);
+            // After a failed send the finished jobs' results go without waiting for more
+            // tries: live output is best effort, the result is what must get through.
+            settle_finished(&mut shared.jobs, failed);
         }
         self.idle_or_reschedule(failed, ctx);
     }
@@ -532,11 +536,12 @@ fn put_back(jobs: &mut HashMap<JobId, LiveJob>, chunks: Vec<OutputChunk>) {
     }
 }
 
-/// Finished jobs with nothing left to send are done: their results may go.
-fn settle_finished(jobs: &mut HashMap<JobId, LiveJob>) {
+/// Finished jobs with nothing left to send (or all finished jobs, with `give_up`) are
+/// done: their results may go.
+fn settle_finished(jobs: &mut HashMap<JobId, LiveJob>, give_up: bool) {
     let done: Vec<JobId> = jobs
         .iter()
-        .filter(|(_, job)| job.finished.is_some() && job.settled())
+        .filter(|(_, job)| job.finished.is_some() && (give_up || job.settled()))
         .map(|(job_id, _)| job_id.clone())
         .collect();
     for job_id in done {

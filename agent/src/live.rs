@@ -102,6 +102,10 @@ pub struct JobBuffer {
     next_offset: u64,
     unsent: VecDeque<OutputChunk>,
     unsent_bytes: usize,
+    /// Chunks starting before this offset were sent before (the request failed, but may
+    /// have been stored): they are re-sent exactly as they were, never grown, so the
+    /// orchestrator can recognise a retry by its offset.
+    merge_from: u64,
 }
 
 impl JobBuffer {
@@ -112,6 +116,7 @@ impl JobBuffer {
             next_offset: 0,
             unsent: VecDeque::new(),
             unsent_bytes: 0,
+            merge_from: 0,
         }
     }
 
@@ -125,7 +130,10 @@ impl JobBuffer {
         self.unsent_bytes += data.len();
         match self.unsent.back_mut() {
             Some(last)
-                if last.stream == stream && last.end() == offset && last.data.len() + data.len() <= MAX_CHUNK_BYTES =>
+                if last.stream == stream
+                    && last.end() == offset
+                    && last.offset >= self.merge_from
+                    && last.data.len() + data.len() <= MAX_CHUNK_BYTES =>
             {
                 last.data.push_str(&data)
             }
@@ -142,6 +150,9 @@ impl JobBuffer {
     /// Puts chunks taken for a request that failed back in front, in their order; the
     /// bound still holds, so the oldest may go.
     pub fn put_back(&mut self, chunks: Vec<OutputChunk>) {
+        if let Some(last) = chunks.last() {
+            self.merge_from = self.merge_from.max(last.end());
+        }
         for chunk in chunks.into_iter().rev() {
             self.unsent_bytes += chunk.data.len();
             self.unsent.push_front(chunk);
@@ -706,6 +717,24 @@ mod tests {
             [
                 (OutputStream::Stderr, 4, "4567".to_owned()),
                 (OutputStream::Stdout, 8, "89ab".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_chunk_put_back_is_resent_unchanged() {
+        let mut buffer = JobBuffer::new("job_1", 1024);
+        buffer.push(OutputStream::Stdout, "abc".into());
+        let taken: Vec<OutputChunk> = std::iter::from_fn(|| buffer.pop_front()).collect();
+        buffer.put_back(taken);
+        // The failed request may have been stored: its chunk must not grow on retry.
+        buffer.push(OutputStream::Stdout, "def".into());
+        buffer.push(OutputStream::Stdout, "ghi".into());
+        assert_eq!(
+            chunk_summary(&mut buffer),
+            [
+                (OutputStream::Stdout, 0, "abc".to_owned()),
+                (OutputStream::Stdout, 3, "defghi".to_owned()),
             ]
         );
     }

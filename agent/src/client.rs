@@ -10,8 +10,8 @@ use futures_util::Stream;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared_protocol::protocol::{
-    HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, RegisterAgentRequest, RegisterAgentResponse,
-    ResultBatch, ResultBatchAck,
+    HeartbeatRequest, HeartbeatResponse, JobResultReport, OutputAck, OutputBatch, PollResponse, RegisterAgentRequest,
+    RegisterAgentResponse, ResultBatch, ResultBatchAck,
 };
 use shared_protocol::{AgentName, JobId};
 use std::cell::Cell;
@@ -20,6 +20,9 @@ use std::time::Duration;
 
 /// Ordinary requests; the long-poll sets its own, longer timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Live output is only worth anything while it is fresh; a stuck request must not hold
+/// the stream (one request at a time) for long.
+const OUTPUT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Margin over the poll's `wait` before the agent gives up on an answer.
 const POLL_TIMEOUT_MARGIN: Duration = Duration::from_secs(15);
 /// A poll response carries up to MAX_CONCURRENT_JOBS jobs with up to 100 params of up to
@@ -141,6 +144,14 @@ impl OrchestratorClient {
         self.note(index, read_json("results", response).await)
     }
 
+    /// Live output of running jobs; the answer names jobs to stop streaming.
+    pub async fn send_output(&self, body: &OutputBatch) -> Result<OutputAck, AgentError> {
+        let (index, response) = self
+            .post_within("output", "/agent/output".into(), body, OUTPUT_REQUEST_TIMEOUT)
+            .await?;
+        self.note(index, read_json("output", response).await)
+    }
+
     pub async fn send_result(&self, job_id: &JobId, body: &JobResultReport) -> Result<(), AgentError> {
         let (index, response) = self
             .post("result", format!("/agent/jobs/{job_id}/result"), body)
@@ -154,11 +165,22 @@ impl OrchestratorClient {
         path: String,
         body: &impl Serialize,
     ) -> Result<(usize, awc::ClientResponse<impl Stream<Item = ResponseStreamItem>>), AgentError> {
+        self.post_within(endpoint, path, body, REQUEST_TIMEOUT).await
+    }
+
+    async fn post_within(
+        &self,
+        endpoint: &'static str,
+        path: String,
+        body: &impl Serialize,
+        timeout: Duration,
+    ) -> Result<(usize, awc::ClientResponse<impl Stream<Item = ResponseStreamItem>>), AgentError> {
         let (index, base) = self.base();
         let sent = self
             .http
             .post(format!("{base}{path}"))
             .insert_header((awc::http::header::AUTHORIZATION, &*self.authorization))
+            .timeout(timeout)
             .send_json(body)
             .await
             .map_err(|error| unreachable(endpoint, error));

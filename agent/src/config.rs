@@ -64,6 +64,8 @@ pub struct Config {
     pub output_limit_bytes: usize,
     pub kill_grace: Duration,
     pub poll_wait: Duration,
+    /// LIVE_OUTPUT: stream running jobs' output to the orchestrator as it is written.
+    pub live_output: bool,
     pub script_env: ScriptBaseEnv,
 }
 
@@ -143,6 +145,7 @@ impl Config {
         let output_limit_bytes = vars.number("OUTPUT_LIMIT_BYTES", 1024 * 1024, 1, 8 * 1024 * 1024)? as usize;
         let kill_grace = Duration::from_secs(vars.number("KILL_GRACE_SECS", 5, 0, 600)?);
         let poll_wait = Duration::from_secs(vars.number("POLL_WAIT_SECS", 30, 1, 300)?);
+        let live_output = vars.boolean("LIVE_OUTPUT", true)?;
 
         let script_env = ScriptBaseEnv {
             path: vars
@@ -168,6 +171,7 @@ impl Config {
             output_limit_bytes,
             kill_grace,
             poll_wait,
+            live_output,
             script_env,
         })
     }
@@ -256,6 +260,17 @@ impl<F: Fn(&str) -> Result<Option<String>, String>> Vars<F> {
     fn required(&self, name: &'static str) -> Result<String, AgentError> {
         self.optional(name)?
             .ok_or_else(|| invalid(name, "is required but not set".to_owned()))
+    }
+
+    fn boolean(&self, name: &'static str, default: bool) -> Result<bool, AgentError> {
+        let Some(raw) = self.optional(name)? else {
+            return Ok(default);
+        };
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(invalid(name, format!("{raw:?} is not true or false"))),
+        }
     }
 
     fn number(&self, name: &'static str, default: u64, min: u64, max: u64) -> Result<u64, AgentError> {
@@ -348,6 +363,7 @@ mod tests {
         assert_eq!(config.output_limit_bytes, 1024 * 1024);
         assert_eq!(config.kill_grace, Duration::from_secs(5));
         assert_eq!(config.poll_wait, Duration::from_secs(30));
+        assert!(config.live_output);
         assert_eq!(config.script_env.path, FALLBACK_SCRIPT_PATH);
         assert!(config.tags.is_empty());
     }
@@ -365,6 +381,7 @@ mod tests {
             ("MANIFEST_PATH", "/etc/manifest.json"),
             ("PATH", "/bin"),
             ("LANG", "C.UTF-8"),
+            ("LIVE_OUTPUT", "false"),
         ] {
             vars.insert(k.to_owned(), v.to_owned());
         }
@@ -377,6 +394,7 @@ mod tests {
         assert_eq!(config.manifest_path, PathBuf::from("/etc/manifest.json"));
         assert_eq!(config.script_env.path, "/bin");
         assert_eq!(config.script_env.lang.as_deref(), Some("C.UTF-8"));
+        assert!(!config.live_output);
     }
 
     #[test]
@@ -423,6 +441,7 @@ mod tests {
             ("DEFAULT_JOB_TIMEOUT", "-1"),
             ("OUTPUT_LIMIT_BYTES", "0"),
             ("POLL_WAIT_SECS", "0"),
+            ("LIVE_OUTPUT", "maybe"),
         ] {
             let mut vars = base();
             vars.insert(name.to_owned(), value.to_owned());

@@ -6,6 +6,7 @@
 //! - [`poller::Poller`] keeps one long-poll open and confirms each job with `/start`;
 //! - [`executor::Executor`] runs the jobs under the security contract;
 //! - [`reporter::Reporter`] spools each result and delivers it, retrying forever;
+//! - [`live::LiveOutput`] streams running jobs' output to the orchestrator (best effort);
 //! - [`heartbeat::Heartbeat`] reloads the manifest and beats every interval.
 //!
 //! The health server ([`health`]) runs beside them on its own worker thread.
@@ -18,6 +19,7 @@ pub mod executor;
 pub mod health;
 pub mod heartbeat;
 pub mod job_id;
+pub mod live;
 pub mod manifest;
 pub mod metrics;
 pub mod poller;
@@ -33,6 +35,7 @@ use client::OrchestratorClient;
 use executor::run::ExecutionSettings;
 use executor::{Executor, SetSlotListener, Shutdown};
 use heartbeat::Heartbeat;
+use live::LiveOutput;
 use metrics::Metrics;
 use poller::{Poller, StopPolling};
 use registration::{AgentIdentity, Register, Registrar, Subscribe};
@@ -155,6 +158,7 @@ pub async fn start(config: Config) -> Result<RunningAgent, AgentError> {
         manifest = %config.manifest_path.display(),
         scripts = manifest.len(),
         max_concurrent_jobs = config.max_concurrent_jobs,
+        live_output = config.live_output,
         "scriptmesh-agent starting"
     );
 
@@ -162,11 +166,15 @@ pub async fn start(config: Config) -> Result<RunningAgent, AgentError> {
     let identity = AgentIdentity::from_config(&config);
 
     let reporter = Reporter::new(client.clone(), spool, metrics.clone()).start();
+    let live = config
+        .live_output
+        .then(|| LiveOutput::spawn(client.clone(), config.agent_name.clone()));
     let executor = Executor::new(
         ExecutionSettings::from_config(&config),
         config.max_concurrent_jobs,
         manifest,
         reporter.clone().recipient(),
+        live,
         metrics.clone(),
     )
     .start();

@@ -1,9 +1,13 @@
 //! The real `scriptmesh-agent` binary against a fake orchestrator served from the test:
 //! registration, long-poll, start, result, spooling, re-registration, cancellation,
-//! manifest reload, health, and configuration errors, all over real HTTP on 127.0.0.1.
+//! manifest reload, health, live output, secret masking and configuration errors, all
+//! over real HTTP on 127.0.0.1.
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use shared_protocol::protocol::{BatchedResult, JobAssignment, JobResultReport, ResultBatch, RunOutcome};
+use shared_protocol::protocol::{
+    BatchedResult, JobAssignment, JobResultReport, OutputAck, OutputBatch, OutputChunk, OutputStream, ResultBatch,
+    RunOutcome, SECRET_MASK,
+};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -31,6 +35,16 @@ struct FakeState {
     /// The `start` parameter of each poll (the agent starts implicitly: "implicit").
     poll_start_modes: Vec<String>,
     results: Vec<(String, JobResultReport)>,
+    /// How many output requests had arrived when each result was first stored.
+    output_requests_before_result: HashMap<String, usize>,
+    /// Every live output chunk accepted, in arrival order.
+    output: Vec<ReceivedChunk>,
+    /// `POST /agent/output` requests, answered or refused.
+    output_requests: usize,
+    /// Status the output endpoint answers (200 unless a test makes it fail).
+    output_status: u16,
+    /// Jobs every output answer asks the agent to stop streaming.
+    output_stop: Vec<String>,
     /// How many results arrived in `POST /agent/results` batches.
     batched_results: usize,
     /// Status the result endpoint answers (200 unless a test makes it fail).
@@ -47,10 +61,20 @@ struct Fake {
     url: String,
 }
 
+#[derive(Clone, Debug)]
+struct ReceivedChunk {
+    chunk: OutputChunk,
+    /// Wall clock, ms since the epoch: comparable with the script's `date +%s%3N`.
+    received_ms: i64,
+    /// Which output request (1-based) carried it.
+    request: usize,
+}
+
 impl Fake {
     fn start() -> Fake {
         let state = Arc::new(Mutex::new(FakeState {
             result_status: 200,
+            output_status: 200,
             ..FakeState::default()
         }));
         let data = web::Data::from(state.clone());
@@ -63,6 +87,7 @@ impl Fake {
                 .route("/agent/poll", web::get().to(poll))
                 .route("/agent/jobs/{id}/result", web::post().to(result))
                 .route("/agent/results", web::post().to(results))
+                .route("/agent/output", web::post().to(output))
         })
         .workers(1)
         .disable_signals()
@@ -91,7 +116,22 @@ impl Fake {
             timeout_secs: None,
             secret_params: Vec::new(),
         };
+        self.queue_job(job);
+    }
+
+    fn queue_job(&self, job: JobAssignment) {
         self.with(|s| s.queue.push_back(job));
+    }
+
+    /// The live output chunks received for a job, in arrival order.
+    fn chunks_for(&self, job_id: &str) -> Vec<ReceivedChunk> {
+        self.with(|s| {
+            s.output
+                .iter()
+                .filter(|received| received.chunk.job_id == job_id)
+                .cloned()
+                .collect()
+        })
     }
 
     fn result_for(&self, job_id: &str) -> Option<JobResultReport> {
@@ -234,6 +274,48 @@ async fn results(
     HttpResponse::Ok().json(serde_json::json!({ "results": acks }))
 }
 
+/// `POST /agent/output`: records the chunks with their arrival time.
+async fn output(
+    request: HttpRequest,
+    state: web::Data<Mutex<FakeState>>,
+    body: web::Json<OutputBatch>,
+) -> HttpResponse {
+    if !authorised(&request, &state) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    let mut state = state.lock().expect("fake state");
+    state.output_requests += 1;
+    if state.output_status != 200 {
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(state.output_status).expect("status"))
+            .finish();
+    }
+    let batch = body.into_inner();
+    assert_eq!(batch.agent_name, "test-agent-1");
+    assert!(batch.chunks.len() <= 1000, "at most 1000 chunks per batch");
+    let received_ms = wall_clock_ms();
+    let request = state.output_requests;
+    let accepted = batch.chunks.len();
+    for chunk in batch.chunks {
+        assert!(!chunk.data.is_empty(), "empty chunk {chunk:?}");
+        state.output.push(ReceivedChunk {
+            chunk,
+            received_ms,
+            request,
+        });
+    }
+    HttpResponse::Ok().json(OutputAck {
+        accepted,
+        stop: state.output_stop.clone(),
+    })
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 impl FakeState {
     /// Ok(duplicate?) or the failure status a test asked for.
     fn store_result(&mut self, job_id: String, report: JobResultReport) -> Result<bool, actix_web::http::StatusCode> {
@@ -243,6 +325,8 @@ impl FakeState {
         }
         let duplicate = self.results.iter().any(|(id, _)| *id == job_id);
         if !duplicate {
+            let requests = self.output_requests;
+            self.output_requests_before_result.insert(job_id.clone(), requests);
             self.results.push((job_id, report));
         }
         Ok(duplicate)
@@ -812,4 +896,234 @@ fn configuration_errors_exit_non_zero_and_name_the_variable() {
         assert!(stderr.contains(variable), "{variable}: {stderr}");
         assert!(!stderr.contains("SECRETVALUE"), "{stderr}");
     }
+}
+
+// ---------------------------------------------------------------- live output
+
+/// Prints `tick N <ms since the epoch>` every `pause` seconds, `count` times, then `done`
+/// on stderr.
+fn ticker(count: u32, pause: &str) -> String {
+    format!("#!/bin/sh\nfor i in $(seq {count}); do\n  echo \"tick $i $(date +%s%3N)\"\n  sleep {pause}\ndone\necho done >&2\n")
+}
+
+/// The chunks' data joined, asserting they arrived in order and contiguous from offset 0.
+fn contiguous_text(chunks: &[ReceivedChunk]) -> String {
+    let mut text = String::new();
+    for received in chunks {
+        assert_eq!(
+            received.chunk.offset,
+            text.len() as u64,
+            "a gap or overlap: {chunks:#?}"
+        );
+        text.push_str(&received.chunk.data);
+    }
+    text
+}
+
+#[actix_rt::test]
+async fn live_output_arrives_while_the_script_runs_and_before_the_result() {
+    let fake = Fake::start();
+    let scripts = Scripts::new(&[("ticker.sh", &ticker(5, "0.3"))]);
+    let agent = AgentProcess::spawn(&fake, &scripts, &[]);
+    fake.queue("job_live", "ticker.sh", &[]);
+    let report = fake.wait_for_result("job_live", Duration::from_secs(15)).await;
+    assert_eq!(report.outcome, RunOutcome::Success, "{report:?}\n{}", agent.log());
+    assert_eq!(report.stdout.lines().count(), 5, "{}", report.stdout);
+
+    let chunks = fake.chunks_for("job_live");
+    // Both pipes interleaved as written: the ticks, then stderr's last word.
+    assert_eq!(contiguous_text(&chunks), format!("{}done\n", report.stdout));
+    assert!(chunks
+        .iter()
+        .all(|received| (received.chunk.stream == OutputStream::Stderr) == (received.chunk.data == "done\n")));
+
+    // Each line reached the orchestrator soon after the script printed it.
+    let mut line_end = 0u64;
+    for line in report.stdout.lines() {
+        line_end += line.len() as u64 + 1;
+        let printed_ms: i64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|ms| ms.parse().ok())
+            .expect("a timestamp");
+        let carrier = chunks
+            .iter()
+            .find(|received| received.chunk.end() >= line_end)
+            .expect("a chunk carrying the line");
+        let latency = carrier.received_ms - printed_ms;
+        assert!(latency <= 500, "{line:?} arrived after {latency} ms: {chunks:#?}");
+    }
+
+    // All of it before the result: a follower sees the output whole, then the end.
+    let last_request = chunks.iter().map(|received| received.request).max().expect("chunks");
+    let requests_before_result = fake.with(|s| s.output_requests_before_result["job_live"]);
+    assert!(last_request <= requests_before_result, "a chunk came after the result");
+}
+
+#[actix_rt::test]
+async fn a_quick_job_sends_no_live_output() {
+    let fake = Fake::start();
+    let scripts = Scripts::new(&[("quick.sh", "#!/bin/sh\necho hi\necho there >&2\n")]);
+    let agent = AgentProcess::spawn(&fake, &scripts, &[]);
+    fake.queue("job_quick", "quick.sh", &[]);
+    let report = fake.wait_for_result("job_quick", Duration::from_secs(10)).await;
+    assert_eq!(report.outcome, RunOutcome::Success, "{}", agent.log());
+    assert_eq!((report.stdout.as_str(), report.stderr.as_str()), ("hi\n", "there\n"));
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        fake.with(|s| s.output_requests),
+        0,
+        "{:#?}",
+        fake.chunks_for("job_quick")
+    );
+}
+
+#[actix_rt::test]
+async fn live_output_can_be_switched_off() {
+    let fake = Fake::start();
+    let scripts = Scripts::new(&[("ticker.sh", &ticker(3, "0.3"))]);
+    let agent = AgentProcess::spawn(&fake, &scripts, &[("LIVE_OUTPUT", "false")]);
+    fake.queue("job_quiet", "ticker.sh", &[]);
+    let report = fake.wait_for_result("job_quiet", Duration::from_secs(10)).await;
+    assert_eq!(report.outcome, RunOutcome::Success, "{}", agent.log());
+    assert_eq!(report.stdout.lines().count(), 3);
+    assert_eq!(fake.with(|s| s.output_requests), 0);
+}
+
+#[actix_rt::test]
+async fn secret_params_never_leave_the_agent() {
+    const SECRET: &str = "tok-SECRET1";
+    let fake = Fake::start();
+    // The secret whole, then split over two writes with a pause between (two pipe reads,
+    // each streamed on its own), then on stderr.
+    let scripts = Scripts::new(&[(
+        "leak.sh",
+        "#!/bin/sh\necho \"start $password in $region\"\nsleep 0.3\nprintf 'split=%s' \"${password%????}\"\nsleep 0.4\nprintf '%s\\n' \"${password#???????}\"\necho \"stderr $password\" >&2\nsleep 0.2\n",
+    )]);
+    let agent = AgentProcess::spawn(&fake, &scripts, &[]);
+    fake.queue_job(JobAssignment {
+        job_id: "job_secret".into(),
+        script: "leak.sh".into(),
+        params: [("password", SECRET), ("region", "eu-west-1")]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect(),
+        timeout_secs: None,
+        secret_params: vec!["password".into(), "not_a_param".into()],
+    });
+    let report = fake.wait_for_result("job_secret", Duration::from_secs(10)).await;
+    assert_eq!(report.outcome, RunOutcome::Success, "{report:?}\n{}", agent.log());
+    assert_eq!(report.stdout, "start ******** in eu-west-1\nsplit=********\n");
+    assert_eq!(report.stderr, "stderr ********\n");
+
+    let chunks = fake.chunks_for("job_secret");
+    assert!(chunks.len() >= 2, "the job streamed: {chunks:#?}");
+    let streamed = contiguous_text(&chunks);
+    assert_eq!(
+        streamed,
+        "start ******** in eu-west-1\nsplit=********\nstderr ********\n"
+    );
+    // Not even the first half of the split secret went out ahead of the rest.
+    assert!(chunks.iter().all(|received| !received.chunk.data.contains("tok-SEC")));
+    assert!(streamed.contains(SECRET_MASK));
+    assert!(!agent.log().contains("SECRET1"), "{}", agent.log());
+}
+
+#[actix_rt::test]
+async fn a_huge_output_is_captured_head_and_tail() {
+    const BODY: usize = 3 * 1024 * 1024;
+    let fake = Fake::start();
+    let scripts = Scripts::new(&[(
+        "huge.sh",
+        &format!("#!/bin/sh\necho START\nhead -c {BODY} /dev/zero | tr '\\0' x\necho\necho END\n"),
+    )]);
+    let agent = AgentProcess::spawn(&fake, &scripts, &[]);
+    fake.queue("job_huge", "huge.sh", &[]);
+    let report = fake.wait_for_result("job_huge", Duration::from_secs(20)).await;
+    assert_eq!(report.outcome, RunOutcome::Success, "{}", agent.log());
+    assert!(report.stdout_truncated);
+    let limit = 1024 * 1024;
+    let total = "START\n".len() + BODY + "\nEND\n".len();
+    let marker = format!("\n[scriptmesh-agent: {} bytes cut]\n", total - limit);
+    let (head, tail) = report.stdout.split_once(&marker).expect("the cut marker");
+    assert_eq!((head.len(), tail.len()), (limit / 2, limit / 2));
+    assert!(head.starts_with("START\nxxx") && head[6..].bytes().all(|b| b == b'x'));
+    assert!(tail.ends_with("xxx\nEND\n"));
+
+    // Whatever was streamed live is in order and bounded (the oldest may have been dropped).
+    let chunks = fake.chunks_for("job_huge");
+    for pair in chunks.windows(2) {
+        assert!(pair[1].chunk.offset >= pair[0].chunk.end(), "chunks overlap");
+    }
+    assert!(chunks.iter().all(|received| received.chunk.data.len() <= 1024 * 1024));
+}
+
+#[actix_rt::test]
+async fn a_failing_output_endpoint_blocks_neither_script_nor_result() {
+    let fake = Fake::start();
+    let scripts = Scripts::new(&[("ticker.sh", &ticker(6, "0.25"))]);
+    let agent = AgentProcess::spawn(&fake, &scripts, &[]);
+
+    // Down for the whole run: the result goes anyway, at most ~3 s after the script ended.
+    fake.with(|s| s.output_status = 503);
+    fake.queue("job_down", "ticker.sh", &[]);
+    let report = fake.wait_for_result("job_down", Duration::from_secs(15)).await;
+    assert_eq!(report.outcome, RunOutcome::Success, "{}", agent.log());
+    assert_eq!(report.stdout.lines().count(), 6);
+    assert!(
+        report.duration_ms < 3000,
+        "the script was slowed down: {} ms",
+        report.duration_ms
+    );
+    let delay = wall_clock_ms() - report.completed_at_ms;
+    assert!(delay < 4500, "the result waited {delay} ms for live output");
+    assert!(fake.with(|s| s.output_requests) >= 2, "sends were retried");
+    assert!(fake.chunks_for("job_down").is_empty());
+
+    // Down for a while: the output kept meanwhile is sent once it is back, nothing lost.
+    let requests_so_far = fake.with(|s| s.output_requests);
+    fake.queue("job_flaky", "ticker.sh", &[]);
+    wait_until("two refused sends", Duration::from_secs(10), || {
+        fake.with(|s| s.output_requests >= requests_so_far + 2)
+    })
+    .await;
+    fake.with(|s| s.output_status = 200);
+    let report = fake.wait_for_result("job_flaky", Duration::from_secs(15)).await;
+    assert_eq!(report.outcome, RunOutcome::Success, "{}", agent.log());
+    assert!(
+        report.duration_ms < 3000,
+        "the script was slowed down: {} ms",
+        report.duration_ms
+    );
+    let chunks = fake.chunks_for("job_flaky");
+    assert_eq!(contiguous_text(&chunks), format!("{}done\n", report.stdout));
+}
+
+#[actix_rt::test]
+async fn stop_in_the_ack_ends_streaming_for_that_job_only() {
+    let fake = Fake::start();
+    let scripts = Scripts::new(&[("ticker.sh", &ticker(5, "0.3"))]);
+    let agent = AgentProcess::spawn(&fake, &scripts, &[]);
+    fake.with(|s| s.output_stop = vec!["job_unwanted".into()]);
+    fake.queue("job_unwanted", "ticker.sh", &[]);
+    fake.queue("job_wanted", "ticker.sh", &[]);
+    let unwanted = fake.wait_for_result("job_unwanted", Duration::from_secs(15)).await;
+    let wanted = fake.wait_for_result("job_wanted", Duration::from_secs(15)).await;
+    assert_eq!(unwanted.outcome, RunOutcome::Success, "{}", agent.log());
+    // The result still has everything.
+    assert_eq!(unwanted.stdout.lines().count(), 5);
+
+    let stopped = fake.chunks_for("job_unwanted");
+    assert!(!stopped.is_empty(), "it streamed until told to stop");
+    let first_request = stopped[0].request;
+    assert!(
+        stopped.iter().all(|received| received.request == first_request),
+        "chunks after the stop: {stopped:#?}"
+    );
+    assert!(contiguous_text(&stopped).len() < unwanted.stdout.len());
+
+    let kept = fake.chunks_for("job_wanted");
+    assert_eq!(contiguous_text(&kept), format!("{}done\n", wanted.stdout));
+    let requests: std::collections::BTreeSet<usize> = kept.iter().map(|received| received.request).collect();
+    assert!(requests.len() >= 3, "streamed all along: {kept:#?}");
 }

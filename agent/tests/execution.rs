@@ -3,7 +3,7 @@
 //! timeouts, cancels and exits leave no process behind.
 
 use agent::config::ScriptBaseEnv;
-use agent::executor::process::StopReason;
+use agent::executor::process::{NoLiveOutput, OutputSink, Pipe, StopReason};
 use agent::executor::run::{execute, ExecutionSettings};
 use agent::manifest::{self, LoadedManifest};
 use shared_protocol::protocol::{JobAssignment, JobResultReport, RunOutcome};
@@ -81,7 +81,7 @@ impl Fixture {
         job: JobAssignment,
         stop: impl std::future::Future<Output = StopReason>,
     ) -> JobResultReport {
-        execute(&job, &self.manifest(), &self.settings, stop).await
+        execute(&job, &self.manifest(), &self.settings, stop, &NoLiveOutput).await
     }
 }
 
@@ -345,20 +345,26 @@ async fn script_reading_stdin_finishes() {
 }
 
 #[tokio::test]
-async fn output_over_the_cap_is_cut_and_flagged() {
+async fn output_over_the_cap_keeps_its_head_and_tail() {
     let mut fixture = Fixture::new();
     fixture.settings.output_limit = 1000;
     // 5 MB: far more than a pipe buffer, so a reader that stopped reading would hang it.
     fixture.script(
         "chatty.sh",
-        "#!/bin/sh\nhead -c 5000000 /dev/zero | tr '\\0' a\necho small >&2\n",
+        "#!/bin/sh\necho first\nhead -c 5000000 /dev/zero | tr '\\0' a\necho last\necho small >&2\n",
     );
     let report = tokio::time::timeout(Duration::from_secs(20), fixture.run("chatty.sh", &[]))
         .await
         .expect("a chatty script must not block");
     assert_eq!(report.outcome, RunOutcome::Success, "{report:?}");
-    assert_eq!(report.stdout.len(), 1000);
-    assert!(report.stdout.bytes().all(|b| b == b'a'));
+    let total = "first\n".len() + 5_000_000 + "last\n".len();
+    let expected = format!(
+        "first\n{}\n[scriptmesh-agent: {} bytes cut]\n{}last\n",
+        "a".repeat(494),
+        total - 1000,
+        "a".repeat(495)
+    );
+    assert_eq!(report.stdout, expected);
     assert!(report.stdout_truncated);
     assert_eq!(report.stderr, "small\n");
     assert!(!report.stderr_truncated);
@@ -434,6 +440,7 @@ async fn script_swapped_for_an_escaping_symlink_after_loading_is_refused() {
         &loaded,
         &fixture.settings,
         std::future::pending(),
+        &NoLiveOutput,
     )
     .await;
     assert_eq!(report.outcome, RunOutcome::Rejected, "{report:?}");
@@ -472,4 +479,54 @@ async fn a_file_that_cannot_be_executed_fails_with_a_reason() {
         .as_deref()
         .unwrap_or_default()
         .contains("could not be started"));
+}
+
+/// Records what a run streams live, per pipe.
+#[derive(Default)]
+struct Recorder {
+    stdout: std::cell::RefCell<Vec<u8>>,
+    stderr: std::cell::RefCell<Vec<u8>>,
+}
+
+impl OutputSink for Recorder {
+    fn output(&self, pipe: Pipe, bytes: &[u8]) {
+        match pipe {
+            Pipe::Stdout => self.stdout.borrow_mut().extend_from_slice(bytes),
+            Pipe::Stderr => self.stderr.borrow_mut().extend_from_slice(bytes),
+        }
+    }
+}
+
+#[tokio::test]
+async fn secret_params_are_masked_in_the_result_and_the_live_output() {
+    let mut fixture = Fixture::new();
+    // The secret also goes out in two writes with a pause between: two pipe reads.
+    fixture.script(
+        "leak.sh",
+        "#!/bin/sh\necho \"token=$token region=$region\"\nprintf 'split=%s' \"${token%????}\"\nsleep 0.3\nprintf '%s\\n' \"${token#???????}\"\necho \"err $token\" >&2\n",
+    );
+    let mut job = job("leak.sh", &[("token", "tok-SECRET1"), ("region", "eu-west-1")], None);
+    job.secret_params = vec!["token".into(), "unknown".into()];
+    let recorder = Recorder::default();
+    let report = execute(
+        &job,
+        &fixture.manifest(),
+        &fixture.settings,
+        std::future::pending(),
+        &recorder,
+    )
+    .await;
+    assert_eq!(report.outcome, RunOutcome::Success, "{report:?}");
+    assert_eq!(report.stdout, "token=******** region=eu-west-1\nsplit=********\n");
+    assert_eq!(report.stderr, "err ********\n");
+    assert_eq!(String::from_utf8_lossy(&recorder.stdout.borrow()), report.stdout);
+    assert_eq!(String::from_utf8_lossy(&recorder.stderr.borrow()), report.stderr);
+}
+
+#[tokio::test]
+async fn without_secret_params_output_is_untouched() {
+    let mut fixture = Fixture::new();
+    fixture.script("plain.sh", "#!/bin/sh\necho \"token=$token\"\n");
+    let report = fixture.run("plain.sh", &[("token", "visible")]).await;
+    assert_eq!(report.stdout, "token=visible\n");
 }

@@ -1,15 +1,19 @@
 //! The executor actor: owns the running jobs (at most MAX_CONCURRENT_JOBS), the current
 //! manifest they are checked against, and the means to stop them. Each finished job's
-//! report goes to the reporter before its slot is freed.
+//! report goes to the reporter before its slot is freed, and after the rest of its live
+//! output (if it streamed any) went to the orchestrator.
 
+pub mod capture;
+pub mod mask;
 pub mod process;
 pub mod run;
 
+use crate::live::LiveOutputHandle;
 use crate::manifest::LoadedManifest;
 use crate::metrics::Metrics;
 use crate::reporter::DeliverResult;
 use actix::prelude::*;
-use process::StopReason;
+use process::{NoLiveOutput, OutputSink, StopReason};
 use run::ExecutionSettings;
 use shared_protocol::protocol::{JobAssignment, JobResultReport, RunOutcome};
 use shared_protocol::JobId;
@@ -65,6 +69,8 @@ pub struct Executor {
     max_concurrent_jobs: usize,
     manifest: LoadedManifest,
     reporter: Recipient<DeliverResult>,
+    /// None with LIVE_OUTPUT=false.
+    live: Option<LiveOutputHandle>,
     slot_listener: Option<Recipient<SlotFreed>>,
     metrics: Metrics,
     running: HashMap<JobId, RunningJob>,
@@ -81,6 +87,7 @@ impl Executor {
         max_concurrent_jobs: usize,
         manifest: LoadedManifest,
         reporter: Recipient<DeliverResult>,
+        live: Option<LiveOutputHandle>,
         metrics: Metrics,
     ) -> Executor {
         Executor {
@@ -88,6 +95,7 @@ impl Executor {
             max_concurrent_jobs,
             manifest,
             reporter,
+            live,
             slot_listener: None,
             metrics,
             running: HashMap::new(),
@@ -124,6 +132,7 @@ impl Executor {
         let manifest = self.manifest.clone();
         let settings = self.settings.clone();
         let reporter = self.reporter.clone();
+        let live = self.live.clone();
         let report_id = job_id.clone();
         let run = async move {
             let stop = async move {
@@ -133,7 +142,16 @@ impl Executor {
                     Err(_) => std::future::pending().await,
                 }
             };
-            let report = run::execute(&job, &manifest, &settings, stop).await;
+            let tap = live.as_ref().map(|live| live.begin(&report_id));
+            let sink: &dyn OutputSink = match &tap {
+                Some(tap) => tap,
+                None => &NoLiveOutput,
+            };
+            let report = run::execute(&job, &manifest, &settings, stop, sink).await;
+            if let Some(live) = &live {
+                // Followers see the output whole before the job turns terminal.
+                live.finish(&report_id).await;
+            }
             let outcome = report.outcome;
             deliver(reporter, report_id, report).await;
             outcome
@@ -281,6 +299,10 @@ impl Handler<Shutdown> for Executor {
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> ResponseFuture<()> {
         self.shutting_down = true;
+        if let Some(live) = &self.live {
+            // The results must reach the spool within the shutdown budget.
+            live.shut_down();
+        }
         for job in std::mem::take(&mut self.queued) {
             let report = run::rejected(
                 &self.settings.agent_name,

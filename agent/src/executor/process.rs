@@ -1,5 +1,10 @@
 //! Running one script process: clean environment, stdin closed, its own process group,
-//! capped output capture, and a timeout or stop request that takes down the whole group.
+//! secrets masked out of its output, head+tail capped capture (plus a live copy to an
+//! [`OutputSink`]), and a timeout or stop request that takes down the whole group.
+
+pub use super::capture::CapturedOutput;
+use super::capture::HeadTailCapture;
+use super::mask::SecretMasker;
 
 use std::future::Future;
 use std::io;
@@ -22,7 +27,7 @@ const SPAWN_BUSY_RETRIES: u32 = 5;
 const SPAWN_BUSY_PAUSE: Duration = Duration::from_millis(20);
 
 /// Everything needed to start the process; built by the executor after every check passed.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ProcessSpec {
     pub program: PathBuf,
     pub working_dir: PathBuf,
@@ -32,6 +37,44 @@ pub struct ProcessSpec {
     pub kill_grace: Duration,
     /// Per stream.
     pub output_limit: usize,
+    /// Values replaced with the secret mask wherever they appear in the output.
+    pub secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for ProcessSpec {
+    // Names only: values can be secrets, and a spec in a log line must not show them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessSpec")
+            .field("program", &self.program)
+            .field("working_dir", &self.working_dir)
+            .field("env", &self.env.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
+            .field("kill_grace", &self.kill_grace)
+            .field("output_limit", &self.output_limit)
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
+}
+
+/// Which of the script's pipes output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pipe {
+    Stdout,
+    Stderr,
+}
+
+/// Receives the script's output (already masked) as it is read, besides the capture for
+/// the result. Called from the reading loop, so it must not block; the pipes are drained
+/// whatever it does.
+pub trait OutputSink {
+    fn output(&self, pipe: Pipe, bytes: &[u8]);
+}
+
+/// For runs nobody watches live.
+pub struct NoLiveOutput;
+
+impl OutputSink for NoLiveOutput {
+    fn output(&self, _: Pipe, _: &[u8]) {}
 }
 
 /// Why the agent itself ended a run early.
@@ -55,19 +98,6 @@ pub enum Termination {
     Stopped(StopReason),
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CapturedOutput {
-    pub bytes: Vec<u8>,
-    /// More than `output_limit` bytes were written; only the first ones were kept.
-    pub truncated: bool,
-}
-
-impl CapturedOutput {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct ProcessOutcome {
     pub termination: Termination,
@@ -77,24 +107,29 @@ pub struct ProcessOutcome {
 }
 
 /// Runs the process to its end. `stop` resolving asks for an early stop (it may stay
-/// pending forever). Errors only when the process cannot be started or waited for.
-pub async fn run_process(spec: &ProcessSpec, stop: impl Future<Output = StopReason>) -> io::Result<ProcessOutcome> {
+/// pending forever); `live` sees the output as it comes. Errors only when the process
+/// cannot be started or waited for.
+pub async fn run_process(
+    spec: &ProcessSpec,
+    stop: impl Future<Output = StopReason>,
+    live: &dyn OutputSink,
+) -> io::Result<ProcessOutcome> {
     let started = Instant::now();
     let mut child = spawn(spec).await?;
     // The child was just spawned and not yet waited for, so its id is known; it leads
     // its own group (process_group(0)), so pid == pgid.
     let group = ProcessGroup::new(child.id().map(|pid| pid as i32).unwrap_or(0));
-    let mut stdout = CapturedOutput::default();
-    let mut stderr = CapturedOutput::default();
+    let mut stdout = HeadTailCapture::new(spec.output_limit);
+    let mut stderr = HeadTailCapture::new(spec.output_limit);
 
     let termination = {
         let stdout_pipe = child.stdout.take();
         let stderr_pipe = child.stderr.take();
-        let limit = spec.output_limit;
+        let secrets = &spec.secrets;
         let readers = async {
             tokio::join!(
-                drain(stdout_pipe, limit, &mut stdout),
-                drain(stderr_pipe, limit, &mut stderr)
+                drain(stdout_pipe, Pipe::Stdout, secrets, &mut stdout, live),
+                drain(stderr_pipe, Pipe::Stderr, secrets, &mut stderr, live)
             )
         };
         tokio::pin!(readers);
@@ -161,8 +196,8 @@ pub async fn run_process(spec: &ProcessSpec, stop: impl Future<Output = StopReas
 
     Ok(ProcessOutcome {
         termination,
-        stdout,
-        stderr,
+        stdout: stdout.finish(),
+        stderr: stderr.finish(),
         duration: started.elapsed(),
     })
 }
@@ -191,25 +226,38 @@ async fn spawn(spec: &ProcessSpec) -> io::Result<tokio::process::Child> {
     }
 }
 
-/// Reads a pipe to its end, keeping the first `limit` bytes and discarding the rest, so
-/// that a chatty script never blocks on a full pipe.
-async fn drain(pipe: Option<impl AsyncRead + Unpin>, limit: usize, into: &mut CapturedOutput) {
+/// Reads a pipe to its end, masking secrets, into the capped capture and the live sink,
+/// so that a chatty script never blocks on a full pipe. If the read is abandoned (a
+/// process escaped the group and holds the pipe), bytes the masker still holds back are
+/// dropped: they might be the start of a secret.
+async fn drain(
+    pipe: Option<impl AsyncRead + Unpin>,
+    which: Pipe,
+    secrets: &[String],
+    capture: &mut HeadTailCapture,
+    live: &dyn OutputSink,
+) {
     let Some(mut pipe) = pipe else { return };
+    let mut masker = SecretMasker::new(secrets);
+    let mut emit = |bytes: &[u8]| {
+        if !bytes.is_empty() {
+            capture.push(bytes);
+            live.output(which, bytes);
+        }
+    };
     let mut buffer = [0u8; 16 * 1024];
     loop {
         match pipe.read(&mut buffer).await {
-            Ok(0) => return,
-            Ok(read) => {
-                let room = limit.saturating_sub(into.bytes.len());
-                let kept = read.min(room);
-                into.bytes.extend_from_slice(&buffer[..kept]);
-                if kept < read {
-                    into.truncated = true;
-                }
+            Ok(0) => {
+                emit(&masker.finish());
+                return;
             }
+            Ok(read) if masker.is_empty() => emit(&buffer[..read]),
+            Ok(read) => emit(&masker.push(&buffer[..read])),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => {
                 tracing::warn!(%error, "reading script output failed");
+                emit(&masker.finish());
                 return;
             }
         }

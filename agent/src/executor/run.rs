@@ -1,7 +1,8 @@
 //! One job from assignment to result: the whitelist and parameter checks that decide
 //! whether it may run at all, the environment it gets, and the report it produces.
 
-use super::process::{run_process, ProcessSpec, StopReason, Termination};
+use super::mask::SecretMasker;
+use super::process::{run_process, OutputSink, ProcessSpec, StopReason, Termination};
 use crate::config::{Config, ScriptBaseEnv};
 use crate::manifest::{resolve_script_path, LoadedManifest};
 use shared_protocol::params::{validate_param_name, validate_param_value, MAX_PARAMS};
@@ -91,31 +92,48 @@ pub fn prepare(
         timeout,
         kill_grace: settings.kill_grace,
         output_limit: settings.output_limit,
+        secrets: secret_values(job),
     })
 }
 
+/// The values to mask in this job's output: those of its secret params that are set and
+/// not empty. Names that are not params of the job are ignored.
+pub fn secret_values(job: &JobAssignment) -> Vec<String> {
+    job.secret_params
+        .iter()
+        .filter_map(|name| job.params.get(name))
+        .filter(|value| !value.is_empty())
+        .cloned()
+        .collect()
+}
+
 /// Runs the job if it passes the checks and describes how it ended. Never fails: every
-/// way a job can end is a report.
+/// way a job can end is a report. `live` gets the (masked) output while the script runs.
 pub async fn execute(
     job: &JobAssignment,
     manifest: &LoadedManifest,
     settings: &ExecutionSettings,
     stop: impl Future<Output = StopReason>,
+    live: &dyn OutputSink,
 ) -> JobResultReport {
     let started_at_ms = now_ms();
+    // The agent's own words (reasons, error messages) are masked too: none quotes a
+    // param value today, but an OS error naming a path built from one could.
+    let masker = SecretMasker::new(secret_values(job));
     let spec = match prepare(job, manifest, settings) {
         Ok(spec) => spec,
         Err(reason) => {
+            let reason = masker.mask_text(&reason);
             tracing::warn!(job_id = %job.job_id, script = %job.script, %reason, "job rejected");
             return rejected(&settings.agent_name, &reason, started_at_ms);
         }
     };
     tracing::info!(job_id = %job.job_id, script = %job.script, timeout_secs = spec.timeout.as_secs(), "job started");
 
-    let outcome = match run_process(&spec, stop).await {
+    let outcome = match run_process(&spec, stop, live).await {
         Ok(outcome) => outcome,
         Err(error) => {
-            let reason = format!("the script could not be started: {error}");
+            let reason = masker.mask_text(&format!("the script could not be started: {error}"));
             tracing::error!(job_id = %job.job_id, script = %job.script, %reason);
             let completed_at_ms = now_ms();
             return JobResultReport {
@@ -167,6 +185,7 @@ pub async fn execute(
         ),
     };
 
+    let reason = reason.map(|reason| masker.mask_text(&reason));
     let mut stderr = outcome.stderr.text();
     if let Some(reason) = &reason {
         // Also in stderr: it is where people look first when a job ended oddly.
@@ -252,5 +271,25 @@ fn signal_name(signal: i32) -> &'static str {
         libc::SIGALRM => "SIGALRM",
         libc::SIGTERM => "SIGTERM",
         _ => "signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_values_are_the_set_values_of_named_params() {
+        let job = JobAssignment {
+            job_id: "job_1".into(),
+            script: "s.sh".into(),
+            params: [("token", "t0k3n"), ("empty", ""), ("region", "eu")]
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+            timeout_secs: None,
+            secret_params: vec!["token".into(), "empty".into(), "not_a_param".into()],
+        };
+        assert_eq!(secret_values(&job), ["t0k3n"]);
     }
 }

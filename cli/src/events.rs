@@ -62,7 +62,8 @@ mod tests {
 
     #[test]
     fn reads_events_and_skips_comments() {
-        let events = parse("retry: 1000\n\n: keepalive\n\nevent: output\nid: 4\ndata: {\"a\":1}\n\ndata: x\ndata: y\r\n\n");
+        let events =
+            parse("retry: 1000\n\n: keepalive\n\nevent: output\nid: 4\ndata: {\"a\":1}\n\ndata: x\ndata: y\r\n\n");
         assert_eq!(
             events,
             vec![

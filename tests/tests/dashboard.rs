@@ -466,10 +466,15 @@ async fn a_running_jobs_output_shows_live_in_the_browser() {
             "#!/bin/sh\nfor i in 1 2 3 4 5; do\n  echo \"tick $i $(date +%s%3N) <b>bold</b>\"\n  sleep 1\ndone\n",
         ))
         .await;
-    app.wait_for_agent_status(&session.access_token, "web-1", "online", WAIT).await;
+    app.wait_for_agent_status(&session.access_token, "web-1", "online", WAIT)
+        .await;
     let driver = ChromeDriver::start().await;
     let browser = driver.browser().await;
-    with_failure_capture(&browser, live_output_flow(&app, &browser, &session.access_token, &session.refresh_token)).await;
+    with_failure_capture(
+        &browser,
+        live_output_flow(&app, &browser, &session.access_token, &session.refresh_token),
+    )
+    .await;
     let _ = browser.close().await;
 }
 
@@ -489,7 +494,11 @@ async fn live_output_flow(app: &TestApp, browser: &Client, access: &str, refresh
         .await
         .expect("store the session");
     let (status, queued) = app
-        .post_json("/trigger-script", &json!({"agent": "web-1", "run_script": "ticks.sh"}), Some(access))
+        .post_json(
+            "/trigger-script",
+            &json!({"agent": "web-1", "run_script": "ticks.sh"}),
+            Some(access),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     let job_id = queued["job_id"].as_str().unwrap().to_owned();
@@ -507,7 +516,10 @@ async fn live_output_flow(app: &TestApp, browser: &Client, access: &str, refresh
         .await
         .expect("observe the live output");
     page.wait_for_text("#job-live", "tick 5 ").await;
-    let seen = browser.execute("return window.liveSeen;", vec![]).await.expect("read the changes");
+    let seen = browser
+        .execute("return window.liveSeen;", vec![])
+        .await
+        .expect("read the changes");
     let mut first_seen: Vec<(u32, i64)> = Vec::new();
     for change in seen.as_array().expect("an array") {
         let at = change[0].as_i64().unwrap();
@@ -526,10 +538,14 @@ async fn live_output_flow(app: &TestApp, browser: &Client, access: &str, refresh
     eprintln!("browser: ticks seen after {first_seen:?} ms");
     // The first tick may be printed before the page was observing; the others are timed.
     for (n, late) in first_seen.iter().filter(|(n, _)| *n > 1) {
-        assert!(*late <= 500, "tick {n} showed {late} ms after it was printed: {first_seen:?}");
+        assert!(
+            *late <= 500,
+            "tick {n} showed {late} ms after it was printed: {first_seen:?}"
+        );
     }
     assert!(first_seen.len() >= 4, "{first_seen:?}");
-    page.assert_absent("#job-live b", "live output must not be parsed as HTML").await;
+    page.assert_absent("#job-live b", "live output must not be parsed as HTML")
+        .await;
     // When the job ends, the page shows the stored result.
     page.wait_for_text("#job-status", "success").await;
     page.wait_for_text("#job-stdout", "tick 5").await;

@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Prints `tick N <ms since the epoch>` once a second, five times, and a line on stderr.
-const TICKS: &str = "#!/bin/sh\nfor i in 1 2 3 4 5; do\n  echo \"tick $i $(date +%s%3N)\"\n  sleep 1\ndone\necho finished >&2\n";
+const TICKS: &str =
+    "#!/bin/sh\nfor i in 1 2 3 4 5; do\n  echo \"tick $i $(date +%s%3N)\"\n  sleep 1\ndone\necho finished >&2\n";
 /// How late a line may be seen after the script printed it.
 const LIVE_WITHIN_MS: i64 = 500;
 const STREAM_WAIT: Duration = Duration::from_secs(30);
@@ -75,7 +76,11 @@ fn assert_contiguous(events: &[Event]) {
         let len = event.data["data"].as_str().expect("data").len() as u64;
         assert_eq!(offset, expected, "offsets are contiguous: {events:?}");
         expected = offset + len;
-        assert_eq!(event.id.as_deref(), Some(expected.to_string().as_str()), "the id is the end offset");
+        assert_eq!(
+            event.id.as_deref(),
+            Some(expected.to_string().as_str()),
+            "the id is the end offset"
+        );
     }
 }
 
@@ -115,7 +120,10 @@ async fn a_line_a_second_is_seen_live_through_the_api_and_the_cli() {
     assert_live("API", &arrivals);
     assert_contiguous(&events);
     let text = output_text(&events);
-    assert!(text.ends_with("finished\n"), "stderr interleaved after stdout: {text:?}");
+    assert!(
+        text.ends_with("finished\n"),
+        "stderr interleaved after stdout: {text:?}"
+    );
     let stderr_piece = events
         .iter()
         .find(|e| e.data["data"] == "finished\n")
@@ -130,11 +138,17 @@ async fn a_line_a_second_is_seen_live_through_the_api_and_the_cli() {
         .await
         .unwrap();
     let lines = cli_lines.join().expect("the CLI's reader");
-    assert!(status.status.success(), "the CLI exits 0 for a successful job: {status:?}");
+    assert!(
+        status.status.success(),
+        "the CLI exits 0 for a successful job: {status:?}"
+    );
     assert_live("CLI", &lines);
     let summary = String::from_utf8_lossy(&status.stderr);
     assert!(summary.contains("finished"), "stderr goes to stderr: {summary}");
-    assert!(summary.contains(&format!("job {job_id} success (exit code 0)")), "{summary}");
+    assert!(
+        summary.contains(&format!("job {job_id} success (exit code 0)")),
+        "{summary}"
+    );
 
     // The stored result agrees with what was streamed.
     let job = fleet.finished_job(&job_id).await;
@@ -143,7 +157,12 @@ async fn a_line_a_second_is_seen_live_through_the_api_and_the_cli() {
 
     // Resuming: from an offset inside the output, the rest of it and the end.
     let cut = arrivals[0].1.len() + 3;
-    let mut resumed = EventStream::open(&follow_url(&fleet, &job_id), fleet.token().unwrap(), Some(&cut.to_string())).await;
+    let mut resumed = EventStream::open(
+        &follow_url(&fleet, &job_id),
+        fleet.token().unwrap(),
+        Some(&cut.to_string()),
+    )
+    .await;
     let rest = resumed.until_end(STREAM_WAIT).await;
     assert_eq!(output_text(&rest), text[cut..]);
     // And as a page, with ?offset=.
@@ -167,7 +186,11 @@ async fn a_line_a_second_is_seen_live_through_the_api_and_the_cli() {
 async fn a_quick_job_is_followed_from_its_result() {
     let fleet = Fleet::start().await;
     let _agent = fleet
-        .start_agent(fleet.spec("web-1").script("quick.sh", "#!/bin/sh\necho out\necho err >&2\nexit 3\n"))
+        .start_agent(
+            fleet
+                .spec("web-1")
+                .script("quick.sh", "#!/bin/sh\necho out\necho err >&2\nexit 3\n"),
+        )
         .await;
     let job_id = fleet.trigger_async("web-1", "quick.sh", json!({})).await;
     let job = fleet.finished_job(&job_id).await;
@@ -175,7 +198,9 @@ async fn a_quick_job_is_followed_from_its_result() {
     // Finished before it streamed anything: nothing live was stored...
     let stored = fleet
         .app
-        .query_i64(&format!("SELECT COUNT(*) AS value FROM job_output WHERE job_id = '{job_id}'"))
+        .query_i64(&format!(
+            "SELECT COUNT(*) AS value FROM job_output WHERE job_id = '{job_id}'"
+        ))
         .await;
     assert_eq!(stored, vec![Some(0)], "a quick job sends no live output");
     // ...and a follower gets the result's stdout, then stderr, then the end.
@@ -193,7 +218,9 @@ async fn secret_params_are_masked_in_output_and_never_shown() {
     // Printed whole, and in two writes with a pause between (the halves reach the agent
     // in separate reads, while the job streams).
     let script = "#!/bin/sh\necho \"token=$TOKEN host=$HOST\"\nsleep 1\nprintf 'split=%s' \"$(echo \"$TOKEN\" | cut -c1-4)\"\nsleep 1\nprintf '%s\\n' \"$(echo \"$TOKEN\" | cut -c5-)\"\necho \"$TOKEN\" >&2\n";
-    let _agent = fleet.start_agent(fleet.spec("web-1").tag("db").script("leak.sh", script)).await;
+    let _agent = fleet
+        .start_agent(fleet.spec("web-1").tag("db").script("leak.sh", script))
+        .await;
     let body = json!({
         "agent": "web-1", "run_script": "leak.sh", "async_exec": true,
         "params": {"TOKEN": secret, "HOST": "db1"}, "secret_params": ["TOKEN"],
@@ -204,9 +231,15 @@ async fn secret_params_are_masked_in_output_and_never_shown() {
     let job = fleet.finished_job(&job_id).await;
     assert_eq!(job["status"], "success", "{job}");
     assert!(streamed.contains("token=******** host=db1"), "{streamed:?}");
-    assert!(streamed.contains("split=********"), "a secret split across writes is masked: {streamed:?}");
+    assert!(
+        streamed.contains("split=********"),
+        "a secret split across writes is masked: {streamed:?}"
+    );
     assert_eq!(job["params"], json!({"TOKEN": "********", "HOST": "db1"}));
-    assert!(job["stdout"].as_str().unwrap().contains("token=******** host=db1"), "{job}");
+    assert!(
+        job["stdout"].as_str().unwrap().contains("token=******** host=db1"),
+        "{job}"
+    );
     assert_eq!(job["stderr"], "********\n");
 
     // A fan-out's secrets too; and nowhere the API shows jobs is the value.
@@ -233,14 +266,22 @@ async fn secret_params_are_masked_in_output_and_never_shown() {
         let (status, shown) = fleet.app.get(&path, fleet.token()).await;
         assert_eq!(status, StatusCode::OK, "{path}: {shown}");
         assert!(!shown.to_string().contains(secret), "{path} shows the secret: {shown}");
-        assert!(!shown.to_string().contains("hunter"), "{path} shows part of the secret: {shown}");
+        assert!(
+            !shown.to_string().contains("hunter"),
+            "{path} shows part of the secret: {shown}"
+        );
     }
     let stored = fleet
         .app
-        .query_text(&format!("SELECT data AS value FROM job_output WHERE job_id = '{job_id}'"))
+        .query_text(&format!(
+            "SELECT data AS value FROM job_output WHERE job_id = '{job_id}'"
+        ))
         .await;
     assert!(!stored.is_empty(), "the job streamed");
-    assert!(stored.iter().flatten().all(|data| !data.contains("hunter")), "{stored:?}");
+    assert!(
+        stored.iter().flatten().all(|data| !data.contains("hunter")),
+        "{stored:?}"
+    );
 
     // Only params can be secret.
     let (status, error) = fleet
@@ -252,14 +293,17 @@ async fn secret_params_are_masked_in_output_and_never_shown() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
-    assert_eq!(error["error"]["code"], "validation_error");
+    assert_eq!(error["error"]["code"], "validation_failed");
 }
 
 #[actix_rt::test]
 async fn an_agent_killed_mid_stream_ends_the_stream_with_the_job_lost() {
     let fleet = Fleet::start().await;
     let mut agent = fleet
-        .start_agent(fleet.spec("web-1").script("ticks.sh", "#!/bin/sh\nwhile true; do echo \"alive $(date +%s%3N)\"; sleep 0.3; done\n"))
+        .start_agent(fleet.spec("web-1").script(
+            "ticks.sh",
+            "#!/bin/sh\nwhile true; do echo \"alive $(date +%s%3N)\"; sleep 0.3; done\n",
+        ))
         .await;
     let job_id = fleet.trigger_async("web-1", "ticks.sh", json!({})).await;
     let mut stream = follow(&fleet, &job_id).await;
@@ -278,19 +322,30 @@ async fn an_agent_killed_mid_stream_ends_the_stream_with_the_job_lost() {
     let (status, page) = fleet.app.get(&format!("/jobs/{job_id}/output"), fleet.token()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["status"], "lost");
-    let kept: String = page["pieces"].as_array().unwrap().iter().map(|p| p["data"].as_str().unwrap()).collect();
+    let kept: String = page["pieces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["data"].as_str().unwrap())
+        .collect();
     assert!(kept.starts_with(&seen), "kept {kept:?}, seen {seen:?}");
 }
 
 /// A hand-driven agent: registered with the fleet's key, holding the job it polled.
 async fn manual_agent_with_running_job(fleet: &Fleet, name: &str) -> String {
     let register = json!({"agent_name": name, "scripts": [{"name": "x.sh", "path": "x.sh"}]});
-    let (status, body) = fleet.app.post_json("/register-agent", &register, Some(&fleet.key)).await;
+    let (status, body) = fleet
+        .app
+        .post_json("/register-agent", &register, Some(&fleet.key))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let job_id = fleet.trigger_async(name, "x.sh", json!({})).await;
     let (status, poll) = fleet
         .app
-        .get(&format!("/agent/poll?agent={name}&capacity=1&wait=5&start=implicit"), Some(&fleet.key))
+        .get(
+            &format!("/agent/poll?agent={name}&capacity=1&wait=5&start=implicit"),
+            Some(&fleet.key),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(poll["jobs"][0]["job_id"], job_id.as_str());
@@ -323,11 +378,14 @@ async fn live_output_keeps_head_and_tail_and_refuses_bad_input() {
         assert_eq!(ack, json!({"accepted": 1, "stop": []}));
     }
     // A retried chunk is stored once.
-    let retry = json!({"agent_name": "manual", "chunks": [{"job_id": job_id, "stream": "stdout", "offset": 0, "data": piece}]});
+    let retry =
+        json!({"agent_name": "manual", "chunks": [{"job_id": job_id, "stream": "stdout", "offset": 0, "data": piece}]});
     assert_eq!(send_output(&fleet, key, &retry).await.0, StatusCode::OK);
     let kept = fleet
         .app
-        .query_i64(&format!("SELECT CAST(SUM(end_offset - start_offset) AS BIGINT) AS value FROM job_output WHERE job_id = '{job_id}'"))
+        .query_i64(&format!(
+            "SELECT CAST(SUM(end_offset - start_offset) AS BIGINT) AS value FROM job_output WHERE job_id = '{job_id}'"
+        ))
         .await;
     assert_eq!(kept, vec![Some(1024 * 1024)], "head and tail, 512 KiB each");
     let mut page_offset = 0;
@@ -362,14 +420,24 @@ async fn live_output_keeps_head_and_tail_and_refuses_bad_input() {
     // Bad input: JSON errors, never a 500.
     let one = |data: &str, offset: u64| json!({"agent_name": "manual", "chunks": [{"job_id": job_id, "stream": "stdout", "offset": offset, "data": data}]});
     let (status, error) = send_output(&fleet, fleet.token(), &one("x", 0)).await;
-    assert_eq!((status, error["error"]["code"].clone()), (StatusCode::FORBIDDEN, json!("api_key_required")));
+    assert_eq!(
+        (status, error["error"]["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("api_key_required"))
+    );
     let (status, _) = send_output(&fleet, key, &one("", offset)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, _) = send_output(&fleet, key, &one("x", u64::MAX - 1)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, _) = send_output(&fleet, key, &json!({"agent_name": "manual", "chunks": [{"job_id": job_id, "stream": "stdin", "offset": 0, "data": "x"}]})).await;
+    let (status, _) = send_output(
+        &fleet,
+        key,
+        &json!({"agent_name": "manual", "chunks": [{"job_id": job_id, "stream": "stdin", "offset": 0, "data": "x"}]}),
+    )
+    .await;
     assert!(status.is_client_error(), "{status}");
-    let too_many: Vec<Value> = (0..1001).map(|i| json!({"job_id": job_id, "stream": "stdout", "offset": i, "data": "x"})).collect();
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| json!({"job_id": job_id, "stream": "stdout", "offset": i, "data": "x"}))
+        .collect();
     let (status, _) = send_output(&fleet, key, &json!({"agent_name": "manual", "chunks": too_many})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let raw = fleet
@@ -380,7 +448,11 @@ async fn live_output_keeps_head_and_tail_and_refuses_bad_input() {
         .body("{not json")
         .send()
         .await;
-    assert!(raw.status.is_client_error() && raw.error_code().is_some(), "{}", raw.text);
+    assert!(
+        raw.status.is_client_error() && raw.error_code().is_some(),
+        "{}",
+        raw.text
+    );
     let (status, _) = send_output(&fleet, key, &json!({"agent_name": "nobody", "chunks": []})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Another agent's job, and an unknown one, are not written to: the agent is told to stop.
@@ -400,12 +472,21 @@ async fn live_output_keeps_head_and_tail_and_refuses_bad_input() {
     let (status, _) = fleet.app.get("/jobs/job_nope/output?follow=true", fleet.token()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let stranger = fleet.app.register_and_login("stranger@example.com").await;
-    for path in [format!("/jobs/{job_id}/output"), format!("/jobs/{job_id}/output?follow=true")] {
+    for path in [
+        format!("/jobs/{job_id}/output"),
+        format!("/jobs/{job_id}/output?follow=true"),
+    ] {
         let (status, body) = fleet.app.get(&path, Some(&stranger.access_token)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: another tenant's job: {body}");
     }
-    let (status, body) = fleet.app.get(&format!("/jobs/{job_id}/output?offset=-1"), fleet.token()).await;
-    assert!(status.is_client_error() && body["error"]["code"].is_string(), "{status} {body}");
+    let (status, body) = fleet
+        .app
+        .get(&format!("/jobs/{job_id}/output?offset=-1"), fleet.token())
+        .await;
+    assert!(
+        status.is_client_error() && body["error"]["code"].is_string(),
+        "{status} {body}"
+    );
     let (status, _) = fleet.app.get(&format!("/jobs/{job_id}/output"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
@@ -417,7 +498,9 @@ async fn a_follower_on_another_replica_sees_output_live() {
         return;
     };
     // The agent reports to replica 0; the follower reads from replica 1.
-    let _agent = cluster.start_agent(&[0], cluster.replica(0).spec("web-1").script("ticks.sh", TICKS)).await;
+    let _agent = cluster
+        .start_agent(&[0], cluster.replica(0).spec("web-1").script("ticks.sh", TICKS))
+        .await;
     let reader = cluster.replica(1);
     reader.wait_for_agent_status("web-1", "online").await;
     let job_id = reader.trigger_async("web-1", "ticks.sh", json!({})).await;

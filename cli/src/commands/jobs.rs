@@ -162,7 +162,10 @@ pub fn follow(client: &mut Client, output: Output, id: &str) -> Result<u8> {
                 }
                 "gap" if !output.json => output.note(format!(
                     "[{} bytes of output not kept]",
-                    data["to"].as_u64().unwrap_or(0).saturating_sub(data["from"].as_u64().unwrap_or(0))
+                    data["to"]
+                        .as_u64()
+                        .unwrap_or(0)
+                        .saturating_sub(data["from"].as_u64().unwrap_or(0))
                 )),
                 "end" => {
                     if !output.json {

@@ -270,7 +270,9 @@ async fn output(
     JsonBody(batch): JsonBody<OutputBatch, OUTPUT_BATCH_LIMIT>,
 ) -> Result<HttpResponse> {
     if batch.chunks.len() > MAX_OUTPUT_CHUNKS {
-        return Err(Error::Validation(format!("at most {MAX_OUTPUT_CHUNKS} chunks per batch")));
+        return Err(Error::Validation(format!(
+            "at most {MAX_OUTPUT_CHUNKS} chunks per batch"
+        )));
     }
     for chunk in &batch.chunks {
         if chunk.data.is_empty() || chunk.data.len() > MAX_CHUNK_BYTES {

@@ -338,7 +338,10 @@ mod tests {
         assert_eq!(cursor, 14);
         // Resumed inside the second piece: the rest of it, then the third.
         let (events, cursor) = advance(pieces.clone(), 6);
-        assert_eq!(events, vec![Event::Piece(piece(6, "o\n")), Event::Piece(piece(8, "three\n"))]);
+        assert_eq!(
+            events,
+            vec![Event::Piece(piece(6, "o\n")), Event::Piece(piece(8, "three\n"))]
+        );
         assert_eq!(cursor, 14);
         // Resumed at the end: nothing.
         assert_eq!(advance(pieces, 14), (vec![], 14));

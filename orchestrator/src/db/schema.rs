@@ -165,7 +165,16 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(tenants, users, email_codes, refresh_tokens, api_keys, agents, jobs, job_output);
+diesel::allow_tables_to_appear_in_same_query!(
+    tenants,
+    users,
+    email_codes,
+    refresh_tokens,
+    api_keys,
+    agents,
+    jobs,
+    job_output
+);
 
 diesel::table! {
     schedules (id) {

@@ -9,8 +9,8 @@ use crate::tenant::validate::Concurrency;
 use actix::Message;
 use shared_protocol::api::{FanOutJob, JobView};
 use shared_protocol::protocol::{
-    BatchedResult, HeartbeatRequest, HeartbeatResponse, JobResultReport, PollResponse, RegisterAgentRequest,
-    OutputAck, OutputChunk, RegisterAgentResponse, ResultAck, ResultBatchAck,
+    BatchedResult, HeartbeatRequest, HeartbeatResponse, JobResultReport, OutputAck, OutputChunk, PollResponse,
+    RegisterAgentRequest, RegisterAgentResponse, ResultAck, ResultBatchAck,
 };
 use std::collections::BTreeMap;
 use tokio::sync::oneshot;

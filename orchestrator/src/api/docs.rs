@@ -307,6 +307,7 @@ mod tests {
         ("integrations.rs", include_str!("integrations.rs")),
         ("jobs.rs", include_str!("jobs.rs")),
         ("metrics.rs", include_str!("metrics.rs")),
+        ("output.rs", include_str!("output.rs")),
         ("mod.rs", include_str!("mod.rs")),
         ("schedules.rs", include_str!("schedules.rs")),
     ];

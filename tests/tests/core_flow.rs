@@ -304,7 +304,7 @@ async fn a_script_reading_stdin_still_finishes() {
 }
 
 #[actix_rt::test]
-async fn output_over_the_cap_is_cut_and_flagged() {
+async fn output_over_the_cap_keeps_head_and_tail_and_is_flagged() {
     let fleet = Fleet::start().await;
     let _agent = fleet
         .start_agent(
@@ -322,7 +322,16 @@ async fn output_over_the_cap_is_cut_and_flagged() {
 
     let job = fleet.finished_job(&loud).await;
     assert_eq!(job["status"], "success", "{job}");
-    assert_eq!(job["stdout"], "x".repeat(1024), "the first 1024 bytes are kept");
+    // The first and the last 512 bytes are kept, with a line saying how much was cut.
+    let cut = |c: &str, total: usize| {
+        format!(
+            "{}\n[scriptmesh-agent: {} bytes cut]\n{}",
+            c.repeat(512),
+            total - 1024,
+            c.repeat(512)
+        )
+    };
+    assert_eq!(job["stdout"], cut("x", 102400), "head and tail are kept");
     assert_eq!(job["stdout_truncated"], true);
     assert_eq!(job["stderr"], "done\n");
     assert_eq!(job["stderr_truncated"], false);
@@ -333,8 +342,8 @@ async fn output_over_the_cap_is_cut_and_flagged() {
         (json!("failed"), json!(1)),
         "{job}"
     );
-    assert_eq!(job["stdout"], "o".repeat(1024));
-    assert_eq!(job["stderr"], "e".repeat(1024));
+    assert_eq!(job["stdout"], cut("o", 102400));
+    assert_eq!(job["stderr"], cut("e", 5000));
     assert_eq!(
         (job["stdout_truncated"].clone(), job["stderr_truncated"].clone()),
         (json!(true), json!(true))

@@ -171,7 +171,16 @@ async fn params_are_environment_data_and_outcomes_are_recorded() {
 
     let job = fleet.finished(&fleet.queue("worker", "loud.sh", json!({})).await).await;
     assert_eq!(job["status"], "success");
-    assert_eq!(job["stdout"].as_str().unwrap().len(), 1024);
+    let stdout = job["stdout"].as_str().unwrap();
+    assert!(
+        stdout.contains("\n[scriptmesh-agent: ") && stdout.contains(" bytes cut]\n"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.len() - stdout.lines().nth(1).unwrap().len() - 2,
+        1024,
+        "head and tail, 512 bytes each"
+    );
     assert_eq!(job["stdout_truncated"], true);
     assert_eq!(job["stderr_truncated"], false);
 }

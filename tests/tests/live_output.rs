@@ -59,6 +59,15 @@ fn assert_live(label: &str, arrivals: &[(i64, String)]) {
     eprintln!("{label}: ticks seen after {lateness:?} ms");
 }
 
+/// `(arrival ms, text)` of each output event.
+fn arrivals(events: &[Event]) -> Vec<(i64, String)> {
+    events
+        .iter()
+        .filter(|e| e.name == "output")
+        .map(|e| (e.at_ms(), e.data["data"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
 fn follow_url(fleet: &Fleet, job_id: &str) -> String {
     format!("{}/jobs/{job_id}/output?follow=true", fleet.app.url)
 }
@@ -112,11 +121,7 @@ async fn a_line_a_second_is_seen_live_through_the_api_and_the_cli() {
 
     let mut stream = follow(&fleet, &job_id).await;
     let events = stream.until_end(STREAM_WAIT).await;
-    let arrivals: Vec<(i64, String)> = events
-        .iter()
-        .filter(|e| e.name == "output")
-        .map(|e| (e.at_ms(), e.data["data"].as_str().unwrap_or_default().to_owned()))
-        .collect();
+    let arrivals = arrivals(&events);
     assert_live("API", &arrivals);
     assert_contiguous(&events);
     let text = output_text(&events);
@@ -505,11 +510,7 @@ async fn a_follower_on_another_replica_sees_output_live() {
     reader.wait_for_agent_status("web-1", "online").await;
     let job_id = reader.trigger_async("web-1", "ticks.sh", json!({})).await;
     let events = follow(reader, &job_id).await.until_end(STREAM_WAIT).await;
-    let arrivals: Vec<(i64, String)> = events
-        .iter()
-        .filter(|e| e.name == "output")
-        .map(|e| (e.at_ms(), e.data["data"].as_str().unwrap_or_default().to_owned()))
-        .collect();
+    let arrivals = arrivals(&events);
     assert_live("another replica", &arrivals);
     assert_eq!(events.last().unwrap().data["status"], "success");
 }

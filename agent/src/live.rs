@@ -3,8 +3,8 @@
 //!
 //! Best effort and bounded: the result stays the authoritative record of a job's output.
 //! Each running job gets a [`LiveTap`] that the executor's pipe readers write into; the
-//! [`LiveOutput`] actor sends what piled up about every [`FLUSH_INTERVAL`], one request
-//! at a time, for all jobs at once. Nothing is scheduled while no output is pending, and
+//! [`LiveOutput`] actor sends output that arrives after a quiet spell at once, and what
+//! keeps coming about every [`FLUSH_INTERVAL`], one request at a time, for all jobs at once. Nothing is scheduled while no output is pending, and
 //! a job that ends before its first chunk went out never streams at all (its result
 //! carries the output). A job that did stream has the rest of its output sent before its
 //! result is handed to the reporter ([`LiveOutputHandle::finish`]), bounded in time; if
@@ -355,6 +355,9 @@ pub struct LiveOutput {
     shared: Rc<RefCell<Shared>>,
     scheduled: Option<SpawnHandle>,
     in_flight: bool,
+    /// When the last request went out: output that arrives after a quiet spell goes at
+    /// once, output that keeps coming is batched about every [`FLUSH_INTERVAL`].
+    last_send: Option<Instant>,
     /// Sends are failing (orchestrator down): warned once, quiet until one succeeds.
     failing: bool,
     /// A batch was refused (4xx): warned once for the agent's lifetime.
@@ -371,6 +374,7 @@ impl LiveOutput {
             shared: shared.clone(),
             scheduled: None,
             in_flight: false,
+            last_send: None,
             failing: false,
             warned_refused: false,
         }
@@ -404,6 +408,7 @@ impl LiveOutput {
             return;
         }
         self.in_flight = true;
+        self.last_send = Some(Instant::now());
         let client = self.client.clone();
         let batch = OutputBatch {
             agent_name: self.agent_name.to_string(),
@@ -570,7 +575,10 @@ impl Handler<Wake> for LiveOutput {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
-        self.schedule(FLUSH_INTERVAL, ctx);
+        // The first output after a quiet spell (a line a second) goes at once; a job's
+        // very first output still waits until it ran FLUSH_INTERVAL (see `take_batch`).
+        let quiet_for = self.last_send.map_or(Duration::ZERO, |at| at.elapsed());
+        self.schedule(FLUSH_INTERVAL.saturating_sub(quiet_for), ctx);
     }
 }
 

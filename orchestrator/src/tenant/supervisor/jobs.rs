@@ -7,7 +7,7 @@ use super::agents::AgentEntry;
 use super::targets::{self, Candidate, Selector};
 use super::TenantSupervisor;
 use crate::db::jobs::{CancelOutcome, CompleteOutcome, Completion, Handover, ResultWrite, StartOutcome};
-use crate::db::models::{Fanout, Job};
+use crate::db::models::{Agent, Fanout, Job};
 use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::secrets;
@@ -20,6 +20,7 @@ use shared_protocol::protocol::{
     BatchedAck, BatchedOutcome, BatchedResult, JobResultReport, ResultAck, ResultBatchAck, RunOutcome,
 };
 use shared_protocol::JobStatus;
+use std::collections::HashMap;
 
 pub(super) fn not_in_manifest(agent: &AgentEntry, script: &str) -> Error {
     let listed: Vec<&str> = agent.scripts.iter().map(|s| s.name.as_str()).collect();
@@ -110,19 +111,35 @@ impl TenantSupervisor {
 impl Handler<FanOut> for TenantSupervisor {
     type Result = ResponseActFuture<Self, Result<FannedOut>>;
 
+    /// The targets are chosen from the agents as stored, not from the cache: an agent whose
+    /// registration just committed (and so shows online to everyone) is in, even while this
+    /// supervisor has yet to take in that registration's answer.
     fn handle(&mut self, msg: FanOut, _: &mut Context<Self>) -> Self::Result {
+        let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
+        Box::pin(
+            async move { db::agents::list(&db, &tenant).await }
+                .into_actor(self)
+                .then(move |rows, act, _| match rows {
+                    Ok(rows) => act.fan_out(msg, rows),
+                    Err(error) => Box::pin(fut::ready(Err(error))),
+                }),
+        )
+    }
+}
+
+impl TenantSupervisor {
+    fn fan_out(&mut self, msg: FanOut, rows: Vec<Agent>) -> ResponseActFuture<Self, Result<FannedOut>> {
         let fanout_id = db::new_id("fan");
         let selector = Selector {
             agents: msg.agents.clone(),
             tags: msg.tags.clone().unwrap_or_default(),
             only_online: msg.only_online,
         };
-        let selection = targets::select(
-            |name| self.agents.get(name),
-            self.agents.values(),
-            &selector,
-            &msg.script,
-        );
+        let stored: HashMap<String, AgentEntry> = rows
+            .into_iter()
+            .map(|row| (row.name.clone(), AgentEntry::new(row)))
+            .collect();
+        let selection = targets::select(|name| stored.get(name), stored.values(), &selector, &msg.script);
         let skipped = selection.skipped;
         let max_concurrency = msg.max_concurrency.map(|c| c.resolve(selection.targets.len()));
         let jobs: Result<Vec<Job>> = selection

@@ -16,7 +16,7 @@ use crate::state::AppState;
 use crate::tenant::{SupervisorDeps, TenantRegistry};
 use crate::watch::Watchers;
 use actix::{Actor, Arbiter};
-use actix_web::middleware::{from_fn, ErrorHandlers, Logger};
+use actix_web::middleware::{from_fn, Condition, ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 use rand::distr::{Alphanumeric, SampleString};
 use std::io::Write;
@@ -28,6 +28,9 @@ use utoipa_actix_web::AppExt;
 /// soon as it hears of them), so this only bounds how long a change made behind the API's
 /// back (SQL on the database) goes unseen.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// The target of the access log's lines (one per request, at INFO).
+const ACCESS_LOG_TARGET: &str = "scriptmesh::http";
 
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -128,6 +131,10 @@ async fn serve(config: Config) -> std::io::Result<()> {
         metrics: metrics.clone(),
     });
 
+    // The access log formats every request even when its lines are filtered out
+    // (`RUST_LOG=warn`); an idle fleet's polls and heartbeats make that a measurable share
+    // of the orchestrator's CPU, so it is left out when it would print nothing.
+    let access_log = tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO);
     // Built and serialised once; every worker serves the same bytes.
     let openapi_json = web::Bytes::from(api::docs::openapi().to_json().map_err(std::io::Error::other)?);
     let server = HttpServer::new(move || {
@@ -135,7 +142,10 @@ async fn serve(config: Config) -> std::io::Result<()> {
             .app_data(state.clone())
             .app_data(metrics.clone())
             .wrap(ErrorHandlers::new().default_handler(api::json_errors))
-            .wrap(Logger::new("%a \"%r\" %s %Dms").log_target("scriptmesh::http"))
+            .wrap(Condition::new(
+                access_log,
+                Logger::new("%a \"%r\" %s %Dms").log_target(ACCESS_LOG_TARGET),
+            ))
             // Outermost: it times everything and sees the final status.
             .wrap(from_fn(track_requests))
             .into_utoipa_app()

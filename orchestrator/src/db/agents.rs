@@ -126,6 +126,24 @@ pub async fn record_heartbeat(
     })
 }
 
+/// Records the heartbeats of online agents whose manifest did not change, in one
+/// statement: the time only. Returns the names it recorded; the others (offline,
+/// deleted) take [`record_heartbeat`].
+pub async fn record_heartbeats(db: &Db, tenant_id: &str, names: &[&str], now: i64) -> Result<Vec<String>> {
+    with_conn!(db, |conn| {
+        Ok(diesel::update(
+            agents::table
+                .filter(agents::tenant_id.eq(tenant_id))
+                .filter(agents::name.eq_any(names))
+                .filter(agents::status.eq("online")),
+        )
+        .set(agents::last_heartbeat.eq(now))
+        .returning(agents::name)
+        .get_results(conn)
+        .await?)
+    })
+}
+
 /// An agent is offline after this many heartbeat intervals without one.
 pub const MISSED_HEARTBEATS: i64 = 3;
 /// An agent not heard from since this orchestrator started gets at least this long (its

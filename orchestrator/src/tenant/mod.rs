@@ -314,6 +314,42 @@ where
     M::Result: Send,
     TenantSupervisor: Handler<M>,
 {
-    let supervisor = registry.send(Lookup(tenant_id.to_owned())).await?;
+    let supervisor = match known_supervisor(registry, tenant_id) {
+        Some(supervisor) => supervisor,
+        None => {
+            let supervisor = registry.send(Lookup(tenant_id.to_owned())).await?;
+            remember_supervisor(registry, tenant_id, &supervisor);
+            supervisor
+        }
+    };
     Ok(supervisor.send(message).await?)
+}
+
+type KnownSupervisors = HashMap<Addr<TenantRegistry>, HashMap<String, Addr<TenantSupervisor>>>;
+
+thread_local! {
+    /// The supervisors this thread has been given by each registry: a request then goes
+    /// straight to its tenant's supervisor, without a round trip through the registry's
+    /// thread first. A supervisor is never replaced while it runs (a restart keeps its
+    /// address), so a connected address is the one the registry would give.
+    static KNOWN_SUPERVISORS: std::cell::RefCell<KnownSupervisors> = std::cell::RefCell::default();
+}
+
+fn known_supervisor(registry: &Addr<TenantRegistry>, tenant_id: &str) -> Option<Addr<TenantSupervisor>> {
+    KNOWN_SUPERVISORS.with_borrow(|known| {
+        known
+            .get(registry)?
+            .get(tenant_id)
+            .filter(|supervisor| supervisor.connected())
+            .cloned()
+    })
+}
+
+fn remember_supervisor(registry: &Addr<TenantRegistry>, tenant_id: &str, supervisor: &Addr<TenantSupervisor>) {
+    KNOWN_SUPERVISORS.with_borrow_mut(|known| {
+        known
+            .entry(registry.clone())
+            .or_default()
+            .insert(tenant_id.to_owned(), supervisor.clone());
+    });
 }

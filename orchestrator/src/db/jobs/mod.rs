@@ -215,25 +215,40 @@ pub async fn mark_started(
     })
 }
 
-/// Jobs an agent that starts implicitly was handed at least a while ago (`before`) but
-/// does not hold (`held`, from its heartbeat): the poll answer never reached it, so
-/// they go back to the queue. Returns how many.
-pub async fn requeue_unheld(db: &Db, tenant_id: &str, agent: &str, held: &[String], before: i64) -> Result<usize> {
+/// The jobs an agent that starts implicitly holds, from its heartbeat.
+pub struct Held<'a> {
+    pub agent: &'a str,
+    pub jobs: &'a [String],
+}
+
+/// Jobs agents that start implicitly were handed at least a while ago (`before`) but do
+/// not hold (`held`, from their heartbeats): the poll answer never reached them, so they
+/// go back to the queue. One statement for all the agents. Returns the agent of each job
+/// requeued.
+pub async fn requeue_unheld(db: &Db, tenant_id: &str, held: &[Held<'_>], before: i64) -> Result<Vec<String>> {
+    let agents: Vec<&str> = held.iter().map(|h| h.agent).collect();
+    // As "agent job": agent names hold no spaces, so each names one job of one agent, and
+    // no agent's list can keep another agent's job.
+    let kept: Vec<String> = held
+        .iter()
+        .flat_map(|h| h.jobs.iter().map(move |job| format!("{} {job}", h.agent)))
+        .collect();
     with_conn!(db, |conn| {
         Ok(diesel::update(
             jobs::table
                 .filter(jobs::tenant_id.eq(tenant_id))
-                .filter(jobs::agent_name.eq(agent))
+                .filter(jobs::agent_name.eq_any(&agents))
                 .filter(jobs::status.eq(RUNNING))
                 .filter(jobs::dispatched_at.lt(before))
-                .filter(jobs::id.ne_all(held)),
+                .filter(jobs::agent_name.concat(" ").concat(jobs::id).ne_all(&kept)),
         )
         .set((
             jobs::status.eq(PENDING),
             jobs::dispatched_at.eq(None::<i64>),
             jobs::started_at.eq(None::<i64>),
         ))
-        .execute(conn)
+        .returning(jobs::agent_name)
+        .get_results(conn)
         .await?)
     })
 }
@@ -353,15 +368,16 @@ pub async fn cancel_queued_for_agent(db: &Db, tenant_id: &str, agent: &str, reas
     })
 }
 
-/// Running jobs of an agent that were cancelled: the agent must kill them.
-pub async fn cancel_requests(db: &Db, tenant_id: &str, agent: &str) -> Result<Vec<String>> {
+/// (agent, job) of the running jobs of these agents that were cancelled: the agents must
+/// kill them.
+pub async fn cancel_requests(db: &Db, tenant_id: &str, agents: &[&str]) -> Result<Vec<(String, String)>> {
     with_conn!(db, |conn| {
         Ok(jobs::table
             .filter(jobs::tenant_id.eq(tenant_id))
-            .filter(jobs::agent_name.eq(agent))
+            .filter(jobs::agent_name.eq_any(agents))
             .filter(jobs::status.eq_any([RUNNING, DISPATCHED]))
             .filter(jobs::cancel_requested.eq(true))
-            .select(jobs::id)
+            .select((jobs::agent_name, jobs::id))
             .load(conn)
             .await?)
     })

@@ -3,6 +3,7 @@
 //! change arrives as news (`reload_agent`), and a row missing here is looked up in the
 //! database before anyone is told the agent does not exist.
 
+use super::heartbeats::{Beat, HeartbeatOutcome};
 use super::targets::Candidate;
 use super::TenantSupervisor;
 use crate::auth::sha256_hex;
@@ -16,7 +17,7 @@ use crate::tenant::validate;
 use crate::views::{agent_scripts, agent_tags};
 use actix::prelude::*;
 use serde_json::json;
-use shared_protocol::protocol::{HeartbeatResponse, RegisterAgentResponse};
+use shared_protocol::protocol::{HeartbeatRequest, HeartbeatResponse, RegisterAgentResponse};
 use shared_protocol::{JobStatus, ManifestEntry};
 
 /// The cached agent row with its parsed manifest and tags.
@@ -36,9 +37,10 @@ impl AgentEntry {
     }
 
     /// Whether a heartbeat reports something other than what is stored (besides the time).
-    fn differs_from(&self, scripts: &str, interval: i64, version: Option<&str>) -> bool {
+    /// Compared parsed, so that an unchanged manifest is not serialised again.
+    fn differs_from(&self, scripts: &[ManifestEntry], interval: i64, version: Option<&str>) -> bool {
         !self.row.manifest_reported
-            || self.row.scripts != scripts
+            || self.scripts != scripts
             || self.row.heartbeat_interval != interval
             || self.row.version.as_deref() != version
     }
@@ -327,82 +329,68 @@ impl Handler<Heartbeat> for TenantSupervisor {
 
     fn handle(&mut self, msg: Heartbeat, ctx: &mut Context<Self>) -> Self::Result {
         let name = msg.request.agent_name.clone();
-        self.with_agent_then(&name, ctx, move |act, _| act.heartbeat(msg))
+        self.with_agent_then(&name, ctx, move |act, ctx| {
+            let answer = act
+                .checked_heartbeat(msg.request, &msg.api_key_id)
+                .map(|beat| act.queue_heartbeat(beat, ctx));
+            Box::pin(async move { answer?.await }.into_actor(act))
+        })
     }
 }
 
 impl TenantSupervisor {
-    fn heartbeat(&mut self, msg: Heartbeat) -> ResponseActFuture<Self, Result<HeartbeatResponse>> {
-        let request = msg.request;
-        let checked = self
-            .authorized_agent(&request.agent_name, &msg.api_key_id)
-            .and_then(|entry| {
-                validate::scripts(&request.scripts)?;
-                validate::optional_text("version", &request.version, 256)?;
-                let interval = validate::heartbeat_interval(request.heartbeat_interval)?;
-                let scripts = serde_json::to_string(&request.scripts)?;
-                let changed = entry.differs_from(&scripts, interval, request.version.as_deref());
-                Ok((scripts, interval, changed))
-            });
-        let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
-        let name = request.agent_name.clone();
-        let version = request.version.clone();
-        let held = request.held_jobs.clone();
-        let handed_before = db::now_ms() - self.dispatch_ack_timeout.as_millis() as i64;
-        Box::pin(
-            async move {
-                let (scripts, interval, changed) = checked?;
-                let now = db::now_ms();
-                // An agent that starts implicitly holds every job it got: one it does not
-                // hold, well after it was handed out, never reached it.
-                let requeued = match &held {
-                    Some(held) => db::jobs::requeue_unheld(&db, &tenant, &name, held, handed_before).await?,
-                    None => 0,
-                };
-                let heartbeat = db::agents::HeartbeatRow {
-                    now,
-                    scripts: &scripts,
-                    interval_secs: interval,
-                    version: version.as_deref(),
-                    manifest_changed: changed,
-                };
-                let written = db::agents::record_heartbeat(&db, &tenant, &name, &heartbeat).await?;
-                let cancel = db::jobs::cancel_requests(&db, &tenant, &name).await?;
-                Ok((now, scripts, interval, written, cancel, requeued))
+    fn checked_heartbeat(&self, request: HeartbeatRequest, api_key_id: &str) -> Result<Beat> {
+        let entry = self.authorized_agent(&request.agent_name, api_key_id)?;
+        validate::scripts(&request.scripts)?;
+        validate::optional_text("version", &request.version, 256)?;
+        let interval = validate::heartbeat_interval(request.heartbeat_interval)?;
+        let manifest_changed = entry.differs_from(&request.scripts, interval, request.version.as_deref());
+        Ok(Beat {
+            agent: request.agent_name,
+            held: request.held_jobs,
+            scripts: request.scripts,
+            interval_secs: interval,
+            version: request.version,
+            manifest_changed,
+        })
+    }
+
+    /// The heartbeat is written: the cache follows, and the agent gets its answer.
+    pub(super) fn heartbeat_written(
+        &mut self,
+        beat: Beat,
+        outcome: HeartbeatOutcome,
+        ctx: &mut Context<Self>,
+    ) -> Result<HeartbeatResponse> {
+        if outcome.requeued > 0 {
+            tracing::warn!(agent = %beat.agent, requeued = outcome.requeued, "jobs handed to the agent never reached it; queued again");
+            self.queued_elsewhere(std::slice::from_ref(&beat.agent), ctx);
+        }
+        if outcome.written == HeartbeatWrite::Unknown {
+            self.agents.remove(&beat.agent);
+            return Err(Error::not_found(format!("agent {} (register it first)", beat.agent)));
+        }
+        if let Some(entry) = self.agents.get_mut(&beat.agent) {
+            entry.row.last_heartbeat = Some(outcome.now);
+            if entry.row.status != "online" {
+                entry.row.status = "online".into();
             }
-            .into_actor(self)
-            .map(move |result: Result<_>, act, ctx| {
-                let (now, scripts, interval, written, cancel, requeued) = result?;
-                if requeued > 0 {
-                    tracing::warn!(agent = %request.agent_name, requeued, "jobs handed to the agent never reached it; queued again");
-                    act.queued_elsewhere(std::slice::from_ref(&request.agent_name), ctx);
-                }
-                if written == HeartbeatWrite::Unknown {
-                    act.agents.remove(&request.agent_name);
-                    return Err(Error::not_found(format!(
-                        "agent {} (register it first)",
-                        request.agent_name
-                    )));
-                }
-                if let Some(entry) = act.agents.get_mut(&request.agent_name) {
-                    entry.row.last_heartbeat = Some(now);
-                    entry.row.heartbeat_interval = interval;
-                    entry.row.manifest_reported = true;
-                    entry.row.version = request.version.clone();
-                    entry.row.status = "online".into();
-                    entry.scripts = request.scripts;
-                    entry.row.scripts = scripts;
-                    if written == HeartbeatWrite::CameOnline {
-                        let tags = entry.tags.clone();
-                        act.publish_status(&request.agent_name, true, &tags);
-                    }
-                }
-                Ok(HeartbeatResponse {
-                    status: "ok".into(),
-                    cancel,
-                })
-            }),
-        )
+            if beat.manifest_changed {
+                entry.row.scripts = serde_json::to_string(&beat.scripts)?;
+                entry.row.heartbeat_interval = beat.interval_secs;
+                entry.row.manifest_reported = true;
+                entry.row.version = beat.version;
+                entry.scripts = beat.scripts;
+            }
+            if outcome.written == HeartbeatWrite::CameOnline {
+                let tags = entry.tags.clone();
+                self.publish_status(&beat.agent, true, &tags);
+            }
+        }
+        Ok(HeartbeatResponse {
+            status: "ok".into(),
+            cancel: outcome.cancel,
+        })
     }
 }
 

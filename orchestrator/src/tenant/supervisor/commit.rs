@@ -45,7 +45,7 @@ struct Batch {
 }
 
 /// A dropped answer means the supervisor restarted mid-write: the caller may retry.
-fn lost_answer() -> Error {
+pub(super) fn lost_answer() -> Error {
     Error::Unavailable("the write was interrupted; try again".into())
 }
 

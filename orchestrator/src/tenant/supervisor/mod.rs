@@ -5,6 +5,7 @@
 //!
 //! Split by concern, each with its handlers and its pure decisions:
 //! - [`agents`]: registration, heartbeats, liveness, deletion, the agent cache;
+//! - [`heartbeats`]: the heartbeats of a short window written together;
 //! - [`dispatch`]: parked polls, claims, handing jobs and cancel orders to agents;
 //! - [`jobs`]: triggers, fan-outs, starts, results, cancels;
 //! - [`commit`]: group commit of new jobs and results;
@@ -16,6 +17,7 @@
 mod agents;
 mod commit;
 mod dispatch;
+mod heartbeats;
 mod jobs;
 mod output;
 mod rollout;
@@ -49,6 +51,7 @@ pub struct TenantSupervisor {
     agents: HashMap<String, AgentEntry>,
     dispatch: dispatch::Queues,
     commits: commit::GroupCommit,
+    heartbeats: heartbeats::HeartbeatBatches,
     /// A job handed to an agent that starts implicitly, and not in its held jobs this long
     /// after, never reached it (`DISPATCH_ACK_TIMEOUT_SECS`).
     dispatch_ack_timeout: Duration,
@@ -80,6 +83,7 @@ impl TenantSupervisor {
             agents: HashMap::new(),
             dispatch: dispatch::Queues::default(),
             commits: commit::GroupCommit::default(),
+            heartbeats: heartbeats::HeartbeatBatches::default(),
             dispatch_ack_timeout: deps.dispatch_ack_timeout,
             schedules: schedules::ScheduleTimers::default(),
             rollouts: rollout::Rollouts::default(),
@@ -178,6 +182,7 @@ impl Supervised for TenantSupervisor {
         tracing::warn!(tenant = %self.tenant_id, "tenant supervisor restarting");
         self.dispatch = dispatch::Queues::default();
         self.commits = commit::GroupCommit::default();
+        self.heartbeats = heartbeats::HeartbeatBatches::default();
         self.schedules = schedules::ScheduleTimers::default();
         self.rollouts = rollout::Rollouts::default();
     }

@@ -37,55 +37,60 @@ pub async fn append(db: &Db, tenant_id: &str, agent: &str, chunks: &[OutputChunk
     let sent: BTreeSet<&str> = chunks.iter().map(|chunk| chunk.job_id.as_str()).collect();
     let now = crate::db::now_ms();
     with_conn!(db, |conn| {
-        conn.transaction::<_, Error, _>(async |conn| {
-            let running: BTreeSet<String> = jobs::table
-                .filter(jobs::tenant_id.eq(tenant_id))
-                .filter(jobs::agent_name.eq(agent))
-                .filter(jobs::id.eq_any(&sent))
-                .filter(jobs::status.eq(RUNNING))
-                .select(jobs::id)
-                .load::<String>(conn)
-                .await?
-                .into_iter()
-                .collect();
-            // Each job's newest end in this batch: older chunks behind its tail are not kept.
-            let mut ends: BTreeMap<&str, u64> = BTreeMap::new();
-            for chunk in chunks.iter().filter(|chunk| running.contains(&chunk.job_id)) {
-                let end = ends.entry(chunk.job_id.as_str()).or_default();
-                *end = (*end).max(chunk.end());
-            }
-            let mut accepted = 0;
-            for chunk in chunks.iter().filter(|chunk| running.contains(&chunk.job_id)) {
-                accepted += 1;
-                if !kept(chunk, ends[chunk.job_id.as_str()]) {
-                    continue;
+        // Read before, not inside, the writing transaction: on SQLite a transaction that
+        // reads first cannot wait for the write lock (it fails busy at once when another
+        // writer committed meanwhile). A job that ends in between only keeps a last chunk.
+        let running: BTreeSet<String> = jobs::table
+            .filter(jobs::tenant_id.eq(tenant_id))
+            .filter(jobs::agent_name.eq(agent))
+            .filter(jobs::id.eq_any(&sent))
+            .filter(jobs::status.eq(RUNNING))
+            .select(jobs::id)
+            .load::<String>(conn)
+            .await?
+            .into_iter()
+            .collect();
+        let live: Vec<&OutputChunk> = chunks.iter().filter(|chunk| running.contains(&chunk.job_id)).collect();
+        // Each job's newest end in this batch: older chunks behind its tail are not kept.
+        let mut ends: BTreeMap<&str, u64> = BTreeMap::new();
+        for chunk in &live {
+            let end = ends.entry(chunk.job_id.as_str()).or_default();
+            *end = (*end).max(chunk.end());
+        }
+        if !live.is_empty() {
+            conn.transaction::<_, Error, _>(async |conn| {
+                for chunk in live.iter().filter(|chunk| kept(chunk, ends[chunk.job_id.as_str()])) {
+                    diesel::insert_into(job_output::table)
+                        .values(OutputRow::new(tenant_id, chunk, now))
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .await?;
                 }
-                diesel::insert_into(job_output::table)
-                    .values(OutputRow::new(tenant_id, chunk, now))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-            }
-            for (job_id, end) in &ends {
-                if let Some(start) = tail_start(*end) {
-                    diesel::delete(
-                        job_output::table
-                            .filter(job_output::job_id.eq(job_id))
-                            .filter(job_output::start_offset.ge(LIVE_HEAD as i64))
-                            .filter(job_output::end_offset.le(start as i64)),
-                    )
-                    .execute(conn)
-                    .await?;
+                for (job_id, end) in &ends {
+                    if let Some(start) = tail_start(*end) {
+                        diesel::delete(
+                            job_output::table
+                                .filter(job_output::job_id.eq(job_id))
+                                .filter(job_output::start_offset.ge(LIVE_HEAD as i64))
+                                .filter(job_output::end_offset.le(start as i64)),
+                        )
+                        .execute(conn)
+                        .await?;
+                    }
                 }
-            }
-            let stop = sent
-                .into_iter()
-                .filter(|job_id| !running.contains(*job_id))
-                .map(str::to_owned)
-                .collect();
-            Ok(OutputAck { accepted, stop })
+                Ok(())
+            })
+            .await?;
+        }
+        let stop = sent
+            .into_iter()
+            .filter(|job_id| !running.contains(*job_id))
+            .map(str::to_owned)
+            .collect();
+        Ok(OutputAck {
+            accepted: live.len(),
+            stop,
         })
-        .await
     })
 }
 

@@ -7,6 +7,7 @@ use futures_util::FutureExt;
 use scriptmesh_tests::{AgentSpec, Method, StatusCode, TestApp, TEST_PASSWORD};
 use serde_json::{json, Value};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -111,6 +112,9 @@ impl ChromeDriver {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group, which the Chromium it starts joins: dropping the driver
+            // ends them all, even when a failed test never closed its browser session.
+            .process_group(0)
             .spawn()
             .expect("start chromedriver");
         let profile = tempfile::Builder::new()
@@ -165,6 +169,10 @@ impl ChromeDriver {
 
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
+        // SAFETY: killpg only sends a signal, to the group this driver leads.
+        unsafe {
+            libc::killpg(self.child.id() as i32, libc::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -101,7 +101,7 @@ async fn trigger(
         .min(MAX_SYNC_WAIT);
     let finished = wait_for_completion(&state, &caller.tenant_id, &job.id, wait).await?;
     let view = job_view(&finished, Some(triggered.agent_online));
-    if JobStatus::parse(&finished.status).is_some_and(JobStatus::is_terminal) {
+    if finished.is_finished() {
         Ok(HttpResponse::Ok().json(view))
     } else {
         Ok(HttpResponse::Accepted().json(view))
@@ -119,17 +119,11 @@ async fn wait_for_completion(
     state
         .watchers
         .wait_until(job_id, wait, || async {
-            let job = load(state, tenant_id, job_id).await?;
-            let finished = JobStatus::parse(&job.status).is_some_and(JobStatus::is_terminal);
+            let job = db::jobs::get(&state.db, tenant_id, job_id).await?;
+            let finished = job.is_finished();
             Ok((finished, job))
         })
         .await
-}
-
-async fn load(state: &AppState, tenant_id: &str, job_id: &str) -> Result<db::models::Job> {
-    db::jobs::find(&state.db, tenant_id, job_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("job {job_id}")))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -268,7 +262,7 @@ async fn get(
 ) -> Result<HttpResponse> {
     let wait = parse_wait(query.wait.as_deref())?;
     let job = if wait.is_zero() {
-        load(&state, &caller.tenant_id, &job_id).await?
+        db::jobs::get(&state.db, &caller.tenant_id, &job_id).await?
     } else {
         wait_for_completion(&state, &caller.tenant_id, &job_id, wait).await?
     };

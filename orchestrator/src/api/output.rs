@@ -9,7 +9,7 @@ use crate::api::docs::Endpoint;
 use crate::auth::Caller;
 use crate::db::models::{Job, OutputRow};
 use crate::db::{self, Db};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::state::AppState;
 use crate::watch::RECHECK_INTERVAL;
 use actix_web::http::header::{self, HeaderValue};
@@ -18,7 +18,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use shared_protocol::api::{JobOutput, OutputEnd, OutputGap, OutputPiece};
 use shared_protocol::protocol::OutputStream;
-use shared_protocol::JobStatus;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -69,7 +68,7 @@ async fn output(
     query: web::Query<OutputQuery>,
 ) -> Result<HttpResponse> {
     let job_id = job_id.into_inner();
-    let job = load(&state.db, &caller.tenant_id, &job_id).await?;
+    let job = db::jobs::get(&state.db, &caller.tenant_id, &job_id).await?;
     let resumed = req
         .headers()
         .get("last-event-id")
@@ -119,16 +118,6 @@ async fn output(
         .streaming(stream))
 }
 
-async fn load(db: &Db, tenant_id: &str, job_id: &str) -> Result<Job> {
-    db::jobs::find(db, tenant_id, job_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("job {job_id}")))
-}
-
-fn is_terminal(job: &Job) -> bool {
-    JobStatus::parse(&job.status).is_some_and(JobStatus::is_terminal)
-}
-
 /// What a reader passes on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Event {
@@ -148,7 +137,7 @@ struct Reader {
 /// Reads what lies past the reader's cursor given the job as just loaded: the events, and
 /// whether the job is finished and nothing more is left to read of it.
 async fn reader_step(reader: Reader, job: &Job) -> Result<(Vec<Event>, bool, bool)> {
-    let terminal = is_terminal(job);
+    let terminal = job.is_finished();
     let rows = db::jobs::output::read(&reader.db, &reader.tenant_id, &reader.job_id, reader.cursor, PAGE).await?;
     let full_page = rows.len() as i64 == PAGE;
     let pieces = if rows.is_empty()
@@ -274,7 +263,7 @@ impl Follower {
     async fn look(&mut self) -> Result<()> {
         // Marked seen first: a change from now on wakes the wait that follows.
         self.changes.borrow_and_update();
-        let job = load(&self.reader.db, &self.reader.tenant_id, &self.reader.job_id).await?;
+        let job = db::jobs::get(&self.reader.db, &self.reader.tenant_id, &self.reader.job_id).await?;
         let (events, terminal, exhausted) = reader_step(self.reader.clone(), &job).await?;
         for event in events {
             match event {

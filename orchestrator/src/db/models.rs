@@ -132,6 +132,13 @@ pub struct Job {
     pub secret_params: Option<String>,
 }
 
+impl Job {
+    /// In a terminal status (it changes again only when a late result replaces `lost`).
+    pub fn is_finished(&self) -> bool {
+        shared_protocol::JobStatus::parse(&self.status).is_some_and(shared_protocol::JobStatus::is_terminal)
+    }
+}
+
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = fanouts)]
 pub struct Fanout {

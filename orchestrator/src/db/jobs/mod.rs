@@ -395,6 +395,13 @@ pub async fn find(db: &Db, tenant_id: &str, job_id: &str) -> Result<Option<Job>>
     })
 }
 
+/// The tenant's job, or the API's 404.
+pub async fn get(db: &Db, tenant_id: &str, job_id: &str) -> Result<Job> {
+    find(db, tenant_id, job_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("job {job_id}")))
+}
+
 #[derive(Default)]
 pub struct JobFilter {
     pub agent: Option<String>,

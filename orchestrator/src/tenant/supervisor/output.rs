@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::tenant::messages::AppendOutput;
 use actix::prelude::*;
 use shared_protocol::protocol::OutputAck;
+use std::collections::BTreeSet;
 
 impl Handler<AppendOutput> for TenantSupervisor {
     type Result = ResponseActFuture<Self, Result<OutputAck>>;
@@ -21,9 +22,9 @@ impl Handler<AppendOutput> for TenantSupervisor {
                 async move {
                     authorized?;
                     let ack = db::jobs::output::append(&db, &tenant_id, &msg.agent, &msg.chunks).await?;
-                    let mut touched: Vec<&str> = msg.chunks.iter().map(|chunk| chunk.job_id.as_str()).collect();
-                    touched.dedup();
-                    for job_id in touched.into_iter().filter(|id| !ack.stop.iter().any(|stop| stop == id)) {
+                    let stopped: BTreeSet<&str> = ack.stop.iter().map(String::as_str).collect();
+                    let touched: BTreeSet<&str> = msg.chunks.iter().map(|chunk| chunk.job_id.as_str()).collect();
+                    for job_id in touched.difference(&stopped) {
                         watchers.touch(job_id);
                     }
                     Ok(ack)

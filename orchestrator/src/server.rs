@@ -115,6 +115,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
                 metrics: metrics.clone(),
             },
         );
+        db::maintenance::spawn(database_url.clone());
     }
 
     let state = web::Data::new(AppState {

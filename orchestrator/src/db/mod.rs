@@ -8,6 +8,7 @@ pub mod audit;
 pub mod events;
 pub mod integrations;
 pub mod jobs;
+pub mod maintenance;
 pub mod metrics;
 pub mod models;
 pub mod schedules;

@@ -2,17 +2,17 @@
 
 use super::{DISPATCHED, RUNNING};
 use crate::db::models::Job;
-use crate::db::Db;
+use crate::db::SqliteAsync;
 use crate::error::Result;
-use crate::with_conn;
 use diesel::backend::Backend;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, Text, Untyped};
+use diesel::sql_types::{Array, BigInt, Bool, Text, Untyped};
 use diesel::sqlite::Sqlite;
 use diesel::QueryResult;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::collections::HashMap;
 use std::marker::PhantomData;
 
 /// How a claimed job is handed over.
@@ -39,29 +39,126 @@ impl Handover {
     }
 }
 
-/// Hands up to `limit` of the agent's oldest pending jobs to it (`pending` -> `dispatched`,
-/// or `running` for an implicit start), in one statement. On PostgreSQL the rows are
-/// locked with SKIP LOCKED so that replicas never claim one twice.
-pub async fn claim(
-    db: &Db,
+/// One agent's claim in a batch: up to `limit` of its oldest pending jobs.
+#[derive(Clone, Debug)]
+pub struct ClaimWrite {
+    pub agent: String,
+    pub limit: i64,
+    pub handover: Handover,
+}
+
+/// The claims of a batch, in one statement on PostgreSQL (the agents as arrays, each
+/// agent's jobs locked with SKIP LOCKED so that replicas never claim one twice) and one
+/// statement per agent on SQLite, inside the caller's transaction. Answers each claim's
+/// jobs in id order, in the order of `claims`; an agent appears at most once.
+pub(super) async fn claim_pg(
+    mut conn: &AsyncPgConnection,
     tenant_id: &str,
-    agent: &str,
-    limit: i64,
+    claims: &[ClaimWrite],
     now: i64,
-    handover: Handover,
-) -> Result<Vec<Job>> {
-    let target = ClaimTarget {
-        tenant_id: tenant_id.to_owned(),
-        agent: agent.to_owned(),
-        limit,
+) -> Result<Vec<Vec<Job>>> {
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    let batch = BatchClaim {
+        tenant_id,
+        agents: claims.iter().map(|c| c.agent.as_str()).collect(),
+        limits: claims.iter().map(|c| c.limit).collect(),
+        starts: claims.iter().map(|c| c.handover == Handover::Implicit).collect(),
         now,
     };
-    let mut claimed: Vec<Job> = with_conn!(db, |conn| match handover {
-        Handover::Confirmed => ClaimQuery::<ToDispatched>::new(target).load::<Job>(conn).await?,
-        Handover::Implicit => ClaimQuery::<ToRunning>::new(target).load::<Job>(conn).await?,
-    });
-    claimed.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(claimed)
+    let claimed: Vec<Job> = batch.load::<Job>(&mut conn).await?;
+    Ok(by_claim(claims, claimed))
+}
+
+pub(super) async fn claim_sqlite(
+    conn: &mut SqliteAsync,
+    tenant_id: &str,
+    claims: &[ClaimWrite],
+    now: i64,
+) -> Result<Vec<Vec<Job>>> {
+    let mut all = Vec::new();
+    for claim in claims {
+        let target = ClaimTarget {
+            tenant_id: tenant_id.to_owned(),
+            agent: claim.agent.clone(),
+            limit: claim.limit,
+            now,
+        };
+        let claimed = match claim.handover {
+            Handover::Confirmed => ClaimQuery::<ToDispatched>::new(target).load::<Job>(conn).await?,
+            Handover::Implicit => ClaimQuery::<ToRunning>::new(target).load::<Job>(conn).await?,
+        };
+        all.extend(claimed);
+    }
+    Ok(by_claim(claims, all))
+}
+
+/// Claimed jobs sorted to their claims (by agent), each claim's in id order.
+fn by_claim(claims: &[ClaimWrite], claimed: Vec<Job>) -> Vec<Vec<Job>> {
+    let mut by_agent: HashMap<String, Vec<Job>> = HashMap::new();
+    for job in claimed {
+        by_agent.entry(job.agent_name.clone()).or_default().push(job);
+    }
+    claims
+        .iter()
+        .map(|claim| {
+            let mut jobs = by_agent.remove(&claim.agent).unwrap_or_default();
+            jobs.sort_by(|a, b| a.id.cmp(&b.id));
+            jobs
+        })
+        .collect()
+}
+
+/// Every claim of a batch in one PostgreSQL statement: the agents, their limits and
+/// whether each starts implicitly as arrays, each agent's oldest pending jobs picked by a
+/// LATERAL subquery. The text is fixed, so each connection prepares it once.
+struct BatchClaim<'a> {
+    tenant_id: &'a str,
+    agents: Vec<&'a str>,
+    limits: Vec<i64>,
+    starts: Vec<bool>,
+    now: i64,
+}
+
+impl QueryId for BatchClaim<'_> {
+    type QueryId = BatchClaim<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for BatchClaim<'_> {
+    type SqlType = Untyped;
+}
+
+impl QueryFragment<Pg> for BatchClaim<'_> {
+    // A CTE, not `id IN (subquery)`: PostgreSQL may evaluate an IN subquery more than once
+    // and so claim more rows than the LIMIT; a locking CTE runs once.
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH want AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(&self.agents)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.limits)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bool>, _>(&self.starts)?;
+        out.push_sql(
+            ") AS w(agent, lim, starts)), next AS (SELECT j.id, want.starts FROM want CROSS JOIN LATERAL \
+             (SELECT id FROM jobs WHERE tenant_id = ",
+        );
+        out.push_bind_param::<Text, _>(&self.tenant_id)?;
+        out.push_sql(
+            " AND agent_name = want.agent AND status = 'pending' AND NOT awaiting_slot ORDER BY id \
+             LIMIT want.lim FOR UPDATE SKIP LOCKED) AS j) \
+             UPDATE jobs SET status = CASE WHEN next.starts THEN 'running' ELSE 'dispatched' END, dispatched_at = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(", started_at = CASE WHEN next.starts THEN ");
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(
+            " ELSE jobs.started_at END, attempts = jobs.attempts + 1 \
+             FROM next WHERE jobs.id = next.id AND jobs.status = 'pending' RETURNING jobs.*",
+        );
+        Ok(())
+    }
 }
 
 struct ClaimTarget {
@@ -71,9 +168,8 @@ struct ClaimTarget {
     now: i64,
 }
 
-/// The claim as a statement whose text is fixed per backend and handover (the type), so
-/// each connection prepares it once and PostgreSQL keeps its plan: the queue's busiest
-/// statement is not parsed and planned again for every claim.
+/// One agent's claim on SQLite, as a statement whose text is fixed per handover (the
+/// type), so each connection prepares it once.
 struct ClaimQuery<H> {
     target: ClaimTarget,
     handover: PhantomData<H>,
@@ -134,23 +230,6 @@ impl<H: HandoverSql> ClaimQuery<H> {
             out.push_bind_param::<BigInt, _>(&self.target.now)?;
         }
         out.push_sql(", attempts = jobs.attempts + 1");
-        Ok(())
-    }
-}
-
-impl<H: HandoverSql> QueryFragment<Pg> for ClaimQuery<H> {
-    // A CTE, not `id IN (subquery)`: PostgreSQL may evaluate an IN subquery more than once
-    // and so claim more rows than the LIMIT; a locking CTE runs once.
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("WITH next AS (SELECT id FROM jobs WHERE tenant_id = ");
-        out.push_bind_param::<Text, _>(&self.target.tenant_id)?;
-        out.push_sql(" AND agent_name = ");
-        out.push_bind_param::<Text, _>(&self.target.agent)?;
-        out.push_sql(" AND status = 'pending' AND NOT awaiting_slot ORDER BY id LIMIT ");
-        out.push_bind_param::<BigInt, _>(&self.target.limit)?;
-        out.push_sql(" FOR UPDATE SKIP LOCKED) UPDATE jobs");
-        self.push_set(&mut out)?;
-        out.push_sql(" FROM next WHERE jobs.id = next.id AND jobs.status = 'pending' RETURNING jobs.*");
         Ok(())
     }
 }

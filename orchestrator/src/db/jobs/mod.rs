@@ -14,9 +14,9 @@ pub mod output;
 mod results;
 pub mod rollout;
 
-pub use claim::{claim, Handover};
+pub use claim::{ClaimWrite, Handover};
 use results::InsertJobs;
-pub use results::{write_batch, CompleteOutcome, Completion, ResultWrite};
+pub use results::{write_batch, CompleteOutcome, Completion, ResultWrite, Written};
 
 const PENDING: &str = "pending";
 const DISPATCHED: &str = "dispatched";

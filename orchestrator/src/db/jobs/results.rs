@@ -1,13 +1,17 @@
 //! Writing new jobs and agents' results, alone or many in one transaction (the
 //! supervisor's group commit).
 
+use super::claim::{claim_pg, claim_sqlite, ClaimWrite};
 use super::{DISPATCHED, RUNNING};
 use crate::db::models::Job;
 use crate::db::schema::jobs;
 use crate::db::{Db, SqliteAsync};
 use crate::error::{Error, Result};
 use crate::with_conn;
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::Untyped;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_protocol::JobStatus;
 use std::collections::HashMap;
@@ -18,13 +22,18 @@ pub(super) trait InsertJobs {
 }
 
 impl InsertJobs for AsyncPgConnection {
-    /// Multi-row inserts, a thousand rows a statement.
     async fn insert_jobs(&mut self, batch: &[Job]) -> Result<()> {
-        for chunk in batch.chunks(1000) {
-            diesel::insert_into(jobs::table).values(chunk).execute(self).await?;
-        }
-        Ok(())
+        insert_pg(self, batch).await
     }
+}
+
+/// Multi-row inserts, a thousand rows a statement. Takes the connection shared, so that
+/// it can be pipelined with other statements.
+async fn insert_pg(mut conn: &AsyncPgConnection, batch: &[Job]) -> Result<()> {
+    for chunk in batch.chunks(1000) {
+        diesel::insert_into(jobs::table).values(chunk).execute(&mut conn).await?;
+    }
+    Ok(())
 }
 
 impl InsertJobs for SqliteAsync {
@@ -70,8 +79,16 @@ pub enum CompleteOutcome {
     Refused(String),
 }
 
-/// Inserts `new_jobs` and stores `results` in one transaction; the outcomes follow the
-/// order of `results`. A result is stored only from the agent that holds the job; a job
+/// What one transaction of the group commit wrote: the results' outcomes in the order of
+/// the results, and each claim's jobs in the order of the claims.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub outcomes: Vec<CompleteOutcome>,
+    pub claimed: Vec<Vec<Job>>,
+}
+
+/// Inserts `new_jobs`, stores `results` and runs `claims` in one transaction (on
+/// PostgreSQL as three pipelined statements: one round trip between BEGIN and COMMIT). A result is stored only from the agent that holds the job; a job
 /// already marked `lost` takes the late result, since the run did finish and losing its
 /// output would be worse. On PostgreSQL the results go in one statement (arrays unnested
 /// into rows), on SQLite one statement each, in job-id order.
@@ -80,16 +97,22 @@ pub async fn write_batch(
     tenant_id: &str,
     new_jobs: &[Job],
     results: &[ResultWrite],
-) -> Result<Vec<CompleteOutcome>> {
-    let mut stored: HashMap<String, Job> = match db {
+    claims: &[ClaimWrite],
+) -> Result<Written> {
+    let now = crate::db::now_ms();
+    let (mut stored, claimed): (HashMap<String, Job>, Vec<Vec<Job>>) = match db {
         Db::Postgres(pool) => {
             let mut conn = pool.get().await?;
+            // The three statements are pipelined: sent together, answered in one round
+            // trip, inside the transaction.
             conn.transaction::<_, Error, _>(async |conn| {
-                conn.insert_jobs(new_jobs).await?;
-                if results.is_empty() {
-                    return Ok(HashMap::new());
-                }
-                store_all_pg(conn, tenant_id, results).await
+                let conn: &AsyncPgConnection = conn;
+                let (_, stored, claimed) = futures_util::try_join!(
+                    insert_pg(conn, new_jobs),
+                    store_all_pg(conn, tenant_id, results),
+                    claim_pg(conn, tenant_id, claims, now),
+                )?;
+                Ok((stored, claimed))
             })
             .await?
         }
@@ -105,7 +128,7 @@ pub async fn write_batch(
                         stored.insert(job.id.clone(), job);
                     }
                 }
-                Ok(stored)
+                Ok((stored, claim_sqlite(conn, tenant_id, claims, now).await?))
             })
             .await?
         }
@@ -133,7 +156,7 @@ pub async fn write_batch(
         .collect()
     };
     let mut stored_here = std::collections::HashSet::new();
-    Ok(results
+    let outcomes = results
         .iter()
         .map(|r| match stored.remove(&r.job_id) {
             Some(job) => {
@@ -144,46 +167,113 @@ pub async fn write_batch(
             None if stored_here.contains(r.job_id.as_str()) => CompleteOutcome::Duplicate,
             None => unstored(current.get(&r.job_id).cloned(), &r.agent),
         })
-        .collect())
+        .collect();
+    Ok(Written { outcomes, claimed })
 }
 
 /// Every result in one UPDATE: the batch as arrays, one per column, unnested into rows.
 async fn store_all_pg(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     tenant_id: &str,
     results: &[ResultWrite],
 ) -> Result<HashMap<String, Job>> {
-    use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
-    const SQL: &str = "UPDATE jobs SET status = r.status, exit_code = r.exit_code, stdout = r.stdout, \
-        stderr = r.stderr, stdout_truncated = r.stdout_truncated, stderr_truncated = r.stderr_truncated, \
-        duration_ms = r.duration_ms, started_at = r.started_at, completed_at = r.completed_at, reason = r.reason \
-        FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS r(id, agent, status, exit_code, \
-            stdout, stderr, stdout_truncated, stderr_truncated, duration_ms, started_at, completed_at, reason) \
-        WHERE jobs.id = r.id AND jobs.tenant_id = $13 AND jobs.agent_name = r.agent \
-        AND jobs.status IN ('dispatched', 'running', 'lost') RETURNING jobs.*";
+    if results.is_empty() {
+        return Ok(HashMap::new());
+    }
     // One result per job: a batch that repeats a job stores its first result (the
     // repeats then find it stored: duplicates).
     let mut seen = std::collections::HashSet::new();
     let unique: Vec<&ResultWrite> = results.iter().filter(|r| seen.insert(r.job_id.as_str())).collect();
-    let column = |f: fn(&ResultWrite) -> String| unique.iter().map(|r| f(r)).collect::<Vec<String>>();
     let completions = || unique.iter().map(|r| &r.completion);
-    let stored: Vec<Job> = diesel::sql_query(SQL)
-        .bind::<Array<Text>, _>(column(|r| r.job_id.clone()))
-        .bind::<Array<Text>, _>(column(|r| r.agent.clone()))
-        .bind::<Array<Text>, _>(completions().map(|c| c.status.as_str().to_owned()).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Integer>>, _>(completions().map(|c| c.exit_code).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(completions().map(|c| c.stdout.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(completions().map(|c| c.stderr.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Bool>, _>(completions().map(|c| c.stdout_truncated).collect::<Vec<_>>())
-        .bind::<Array<Bool>, _>(completions().map(|c| c.stderr_truncated).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(completions().map(|c| c.duration_ms).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(completions().map(|c| c.started_at).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(completions().map(|c| c.completed_at).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Text>>, _>(completions().map(|c| c.reason.as_deref()).collect::<Vec<_>>())
-        .bind::<Text, _>(tenant_id)
-        .load(conn)
-        .await?;
+    let update = ResultsUpdate {
+        ids: unique.iter().map(|r| r.job_id.as_str()).collect(),
+        agents: unique.iter().map(|r| r.agent.as_str()).collect(),
+        statuses: completions().map(|c| c.status.as_str()).collect(),
+        exit_codes: completions().map(|c| c.exit_code).collect(),
+        stdouts: completions().map(|c| c.stdout.as_str()).collect(),
+        stderrs: completions().map(|c| c.stderr.as_str()).collect(),
+        stdout_truncated: completions().map(|c| c.stdout_truncated).collect(),
+        stderr_truncated: completions().map(|c| c.stderr_truncated).collect(),
+        durations: completions().map(|c| c.duration_ms).collect(),
+        started: completions().map(|c| c.started_at).collect(),
+        completed: completions().map(|c| c.completed_at).collect(),
+        reasons: completions().map(|c| c.reason.as_deref()).collect(),
+        tenant_id,
+    };
+    let stored: Vec<Job> = update.load(&mut conn).await?;
     Ok(stored.into_iter().map(|job| (job.id.clone(), job)).collect())
+}
+
+/// The results UPDATE as a statement of fixed text (static query id), so each connection
+/// prepares it once instead of planning it again for every batch.
+struct ResultsUpdate<'a> {
+    ids: Vec<&'a str>,
+    agents: Vec<&'a str>,
+    statuses: Vec<&'a str>,
+    exit_codes: Vec<Option<i32>>,
+    stdouts: Vec<&'a str>,
+    stderrs: Vec<&'a str>,
+    stdout_truncated: Vec<bool>,
+    stderr_truncated: Vec<bool>,
+    durations: Vec<i64>,
+    started: Vec<i64>,
+    completed: Vec<i64>,
+    reasons: Vec<Option<&'a str>>,
+    tenant_id: &'a str,
+}
+
+impl QueryId for ResultsUpdate<'_> {
+    type QueryId = ResultsUpdate<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for ResultsUpdate<'_> {
+    type SqlType = Untyped;
+}
+
+impl QueryFragment<Pg> for ResultsUpdate<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
+        out.push_sql(
+            "UPDATE jobs SET status = r.status, exit_code = r.exit_code, stdout = r.stdout, \
+             stderr = r.stderr, stdout_truncated = r.stdout_truncated, stderr_truncated = r.stderr_truncated, \
+             duration_ms = r.duration_ms, started_at = r.started_at, completed_at = r.completed_at, reason = r.reason \
+             FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.agents)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.statuses)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Integer>>, _>(&self.exit_codes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.stdouts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.stderrs)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bool>, _>(&self.stdout_truncated)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bool>, _>(&self.stderr_truncated)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.durations)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.started)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.completed)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.reasons)?;
+        out.push_sql(
+            ") AS r(id, agent, status, exit_code, stdout, stderr, stdout_truncated, stderr_truncated, \
+             duration_ms, started_at, completed_at, reason) \
+             WHERE jobs.id = r.id AND jobs.tenant_id = ",
+        );
+        out.push_bind_param::<Text, _>(&self.tenant_id)?;
+        out.push_sql(
+            " AND jobs.agent_name = r.agent AND jobs.status IN ('dispatched', 'running', 'lost') RETURNING jobs.*",
+        );
+        Ok(())
+    }
 }
 
 /// One result, one conditional UPDATE.

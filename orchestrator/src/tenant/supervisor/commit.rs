@@ -1,11 +1,12 @@
 //! Group commit: the job writes that arrive while a transaction is in flight (new jobs
-//! from triggers, results from agents) wait for it and then go together in the next one.
+//! from triggers, results from agents, claims for agents' polls) wait for it and then go
+//! together in the next one.
 //! Nothing waits when nothing is in flight, so a lone write is as quick as before, and
 //! under load one commit carries many writes. Nobody is answered before their write is
 //! committed.
 
 use super::TenantSupervisor;
-use crate::db::jobs::{CompleteOutcome, ResultWrite};
+use crate::db::jobs::{ClaimWrite, CompleteOutcome, ResultWrite, Written};
 use crate::db::models::Job;
 use crate::db::{self};
 use crate::error::{Error, Result};
@@ -20,21 +21,24 @@ const MAX_WRITES: usize = 500;
 pub(super) struct GroupCommit {
     inserts: Vec<(Job, oneshot::Sender<Result<()>>)>,
     results: Vec<(ResultWrite, oneshot::Sender<Result<CompleteOutcome>>)>,
+    claims: Vec<(ClaimWrite, oneshot::Sender<Result<Vec<Job>>>)>,
     in_flight: bool,
 }
 
 impl GroupCommit {
     fn is_empty(&self) -> bool {
-        self.inserts.is_empty() && self.results.is_empty()
+        self.inserts.is_empty() && self.results.is_empty() && self.claims.is_empty()
     }
 
     /// The writes for the next transaction, at most [`MAX_WRITES`].
     fn take(&mut self) -> Batch {
         let inserts = self.inserts.len().min(MAX_WRITES);
         let results = self.results.len().min(MAX_WRITES - inserts);
+        let claims = self.claims.len().min(MAX_WRITES - inserts - results);
         Batch {
             inserts: self.inserts.drain(..inserts).collect(),
             results: self.results.drain(..results).collect(),
+            claims: self.claims.drain(..claims).collect(),
         }
     }
 }
@@ -42,6 +46,7 @@ impl GroupCommit {
 struct Batch {
     inserts: Vec<(Job, oneshot::Sender<Result<()>>)>,
     results: Vec<(ResultWrite, oneshot::Sender<Result<CompleteOutcome>>)>,
+    claims: Vec<(ClaimWrite, oneshot::Sender<Result<Vec<Job>>>)>,
 }
 
 /// A dropped answer means the supervisor restarted mid-write: the caller may retry.
@@ -70,24 +75,44 @@ impl TenantSupervisor {
         async move { rx.await.map_err(|_| lost_answer())? }
     }
 
+    /// Queues a claim; the receiver answers with the jobs once the claim is committed.
+    pub(super) fn claim_jobs(
+        &mut self,
+        claim: ClaimWrite,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = Result<Vec<Job>>> {
+        let (tx, rx) = oneshot::channel();
+        self.commits.claims.push((claim, tx));
+        self.commit(ctx);
+        async move { rx.await.map_err(|_| lost_answer())? }
+    }
+
     /// Starts the next transaction unless one is in flight (it starts the next when done).
     fn commit(&mut self, ctx: &mut Context<Self>) {
         if self.commits.in_flight || self.commits.is_empty() {
             return;
         }
         self.commits.in_flight = true;
-        let Batch { inserts, results } = self.commits.take();
+        let Batch {
+            inserts,
+            results,
+            claims,
+        } = self.commits.take();
         let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
         let write = async move {
             let (jobs, inserted): (Vec<Job>, Vec<_>) = inserts.into_iter().unzip();
             let (writes, stored): (Vec<ResultWrite>, Vec<_>) = results.into_iter().unzip();
-            match db::jobs::write_batch(&db, &tenant, &jobs, &writes).await {
-                Ok(outcomes) => {
+            let (claims, claimed): (Vec<ClaimWrite>, Vec<_>) = claims.into_iter().unzip();
+            match db::jobs::write_batch(&db, &tenant, &jobs, &writes, &claims).await {
+                Ok(Written { outcomes, claimed: jobs }) => {
                     for tx in inserted {
                         let _ = tx.send(Ok(()));
                     }
                     for (tx, outcome) in stored.into_iter().zip(outcomes) {
                         let _ = tx.send(Ok(outcome));
+                    }
+                    for (tx, jobs) in claimed.into_iter().zip(jobs) {
+                        let _ = tx.send(Ok(jobs));
                     }
                 }
                 Err(error) => {
@@ -95,6 +120,9 @@ impl TenantSupervisor {
                         let _ = tx.send(Err(error.clone()));
                     }
                     for tx in stored {
+                        let _ = tx.send(Err(error.clone()));
+                    }
+                    for tx in claimed {
                         let _ = tx.send(Err(error.clone()));
                     }
                 }

@@ -4,7 +4,7 @@
 //! and answers the poll. [`Queues`] holds the decisions; the actor methods do the I/O.
 
 use super::TenantSupervisor;
-use crate::db::jobs::Handover;
+use crate::db::jobs::{ClaimWrite, Handover};
 use crate::db::models::Job;
 use crate::db::{self};
 use crate::error::Result;
@@ -212,8 +212,8 @@ fn assignments(jobs: &[Job]) -> PollResponse {
 }
 
 impl TenantSupervisor {
-    /// Hands queued jobs to the agent's parked poll, if one is parked here. One claim per
-    /// agent is in flight at a time; news that lands meanwhile asks for another round, so
+    /// Hands queued jobs to the agent's parked poll, if one is parked here. The claim goes
+    /// with the next group commit (see `commit`). One claim per agent is in flight at a time; news that lands meanwhile asks for another round, so
     /// no job is missed.
     pub(super) fn pump(&mut self, agent: &str, ctx: &mut Context<Self>) {
         let Some((capacity, handover)) = self.dispatch.claim_capacity(agent) else {
@@ -222,8 +222,12 @@ impl TenantSupervisor {
         if !self.dispatch.begin_claim(agent) {
             return;
         }
-        let (db, tenant, name) = (self.db.clone(), self.tenant_id.clone(), agent.to_owned());
-        let claim = async move { db::jobs::claim(&db, &tenant, &name, capacity as i64, db::now_ms(), handover).await };
+        let claim = ClaimWrite {
+            agent: agent.to_owned(),
+            limit: capacity as i64,
+            handover,
+        };
+        let claim = self.claim_jobs(claim, ctx);
         let agent = agent.to_owned();
         ctx.spawn(claim.into_actor(self).map(move |result, act, ctx| match result {
             Ok(jobs) => {

@@ -31,7 +31,10 @@ impl InsertJobs for AsyncPgConnection {
 /// it can be pipelined with other statements.
 async fn insert_pg(mut conn: &AsyncPgConnection, batch: &[Job]) -> Result<()> {
     for chunk in batch.chunks(1000) {
-        diesel::insert_into(jobs::table).values(chunk).execute(&mut conn).await?;
+        diesel::insert_into(jobs::table)
+            .values(chunk)
+            .execute(&mut conn)
+            .await?;
     }
     Ok(())
 }

@@ -104,7 +104,10 @@ impl TenantSupervisor {
             let (writes, stored): (Vec<ResultWrite>, Vec<_>) = results.into_iter().unzip();
             let (claims, claimed): (Vec<ClaimWrite>, Vec<_>) = claims.into_iter().unzip();
             match db::jobs::write_batch(&db, &tenant, &jobs, &writes, &claims).await {
-                Ok(Written { outcomes, claimed: jobs }) => {
+                Ok(Written {
+                    outcomes,
+                    claimed: jobs,
+                }) => {
                     for tx in inserted {
                         let _ = tx.send(Ok(()));
                     }

@@ -72,6 +72,22 @@ pub enum Db {
     Sqlite(Pool<SqliteAsync>),
 }
 
+/// Marks a hand-written statement `$name<'a>` as one of fixed text (a static query id) that
+/// returns untyped rows: diesel then prepares it once per connection and reuses it.
+#[macro_export]
+macro_rules! fixed_statement {
+    ($name:ident) => {
+        impl diesel::query_builder::QueryId for $name<'_> {
+            type QueryId = $name<'static>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl diesel::query_builder::Query for $name<'_> {
+            type SqlType = diesel::sql_types::Untyped;
+        }
+    };
+}
+
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever backend `$db` uses.
 /// The body is compiled once per backend, so any diesel query valid on both can be used.
 #[macro_export]

@@ -121,14 +121,7 @@ struct BatchClaim<'a> {
     now: i64,
 }
 
-impl QueryId for BatchClaim<'_> {
-    type QueryId = BatchClaim<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for BatchClaim<'_> {
-    type SqlType = Untyped;
-}
+crate::fixed_statement!(BatchClaim);
 
 impl QueryFragment<Pg> for BatchClaim<'_> {
     // A CTE, not `id IN (subquery)`: PostgreSQL may evaluate an IN subquery more than once

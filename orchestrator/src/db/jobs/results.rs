@@ -10,8 +10,7 @@ use crate::error::{Error, Result};
 use crate::with_conn;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::Untyped;
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_protocol::JobStatus;
 use std::collections::HashMap;
@@ -225,14 +224,7 @@ struct ResultsUpdate<'a> {
     tenant_id: &'a str,
 }
 
-impl QueryId for ResultsUpdate<'_> {
-    type QueryId = ResultsUpdate<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for ResultsUpdate<'_> {
-    type SqlType = Untyped;
-}
+crate::fixed_statement!(ResultsUpdate);
 
 impl QueryFragment<Pg> for ResultsUpdate<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {

@@ -185,7 +185,10 @@ async fn store_all_pg(
     // One result per job: a batch that repeats a job stores its first result (the
     // repeats then find it stored: duplicates).
     let mut seen = std::collections::HashSet::new();
-    let unique: Vec<&ResultWrite> = results.iter().filter(|r| seen.insert(r.job_id.as_str())).collect();
+    let mut unique: Vec<&ResultWrite> = results.iter().filter(|r| seen.insert(r.job_id.as_str())).collect();
+    // In job-id order: two transactions in flight that both hold results for the same jobs
+    // (retried reports) lock them in the same order, so neither deadlocks the other.
+    unique.sort_by(|a, b| a.job_id.cmp(&b.job_id));
     let completions = || unique.iter().map(|r| &r.completion);
     let update = ResultsUpdate {
         ids: unique.iter().map(|r| r.job_id.as_str()).collect(),

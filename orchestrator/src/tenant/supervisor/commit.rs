@@ -4,6 +4,12 @@
 //! Nothing waits when nothing is in flight, so a lone write is as quick as before, and
 //! under load one commit carries many writes. Nobody is answered before their write is
 //! committed.
+//!
+//! On PostgreSQL [`PG_IN_FLIGHT`] transactions may be in flight at once, so that writes
+//! arriving during one commit's flush need not wait for it: the claims of one agent are
+//! still one at a time (`dispatch`), claims lock with SKIP LOCKED, and a result whose job
+//! another transaction is finishing waits for it and then finds it stored (a duplicate).
+//! SQLite has one writer at a time, so there one transaction is in flight.
 
 use super::TenantSupervisor;
 use crate::db::jobs::{ClaimWrite, CompleteOutcome, ResultWrite, Written};
@@ -16,13 +22,15 @@ use tokio::sync::oneshot;
 
 /// Most writes in one transaction (more wait for the next).
 const MAX_WRITES: usize = 500;
+/// Transactions in flight at once on PostgreSQL.
+pub(super) const PG_IN_FLIGHT: usize = 2;
 
 #[derive(Default)]
 pub(super) struct GroupCommit {
     inserts: Vec<(Job, oneshot::Sender<Result<()>>)>,
     results: Vec<(ResultWrite, oneshot::Sender<Result<CompleteOutcome>>)>,
     claims: Vec<(ClaimWrite, oneshot::Sender<Result<Vec<Job>>>)>,
-    in_flight: bool,
+    in_flight: usize,
 }
 
 impl GroupCommit {
@@ -87,12 +95,17 @@ impl TenantSupervisor {
         async move { rx.await.map_err(|_| lost_answer())? }
     }
 
-    /// Starts the next transaction unless one is in flight (it starts the next when done).
+    /// Starts the next transaction unless the most that may be are in flight (each starts
+    /// the next when done).
     fn commit(&mut self, ctx: &mut Context<Self>) {
-        if self.commits.in_flight || self.commits.is_empty() {
+        let most = match self.db {
+            db::Db::Postgres(_) => PG_IN_FLIGHT,
+            db::Db::Sqlite(_) => 1,
+        };
+        if self.commits.in_flight >= most || self.commits.is_empty() {
             return;
         }
-        self.commits.in_flight = true;
+        self.commits.in_flight += 1;
         let Batch {
             inserts,
             results,
@@ -132,7 +145,7 @@ impl TenantSupervisor {
             }
         };
         ctx.spawn(write.into_actor(self).map(|(), act, ctx| {
-            act.commits.in_flight = false;
+            act.commits.in_flight -= 1;
             act.commit(ctx);
         }));
     }

@@ -83,16 +83,16 @@ pub enum CompleteOutcome {
 
 /// What one transaction of the group commit wrote: the results' outcomes in the order of
 /// the results, and each claim's jobs in the order of the claims.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Written {
     pub outcomes: Vec<CompleteOutcome>,
     pub claimed: Vec<Vec<Job>>,
 }
 
 /// Inserts `new_jobs`, stores `results` and runs `claims` in one transaction (on
-/// PostgreSQL as three pipelined statements: one round trip between BEGIN and COMMIT). A result is stored only from the agent that holds the job; a job
-/// already marked `lost` takes the late result, since the run did finish and losing its
-/// output would be worse. On PostgreSQL the results go in one statement (arrays unnested
+/// PostgreSQL as three pipelined statements: one round trip between BEGIN and COMMIT).
+/// A result is stored only from the agent that holds the job; a job already marked `lost`
+/// takes the late result, since the run did finish and losing its output would be worse. On PostgreSQL the results go in one statement (arrays unnested
 /// into rows), on SQLite one statement each, in job-id order.
 pub async fn write_batch(
     db: &Db,

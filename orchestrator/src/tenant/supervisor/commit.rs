@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 /// Most writes in one transaction (more wait for the next).
 const MAX_WRITES: usize = 500;
 /// Transactions in flight at once on PostgreSQL.
-pub(super) const PG_IN_FLIGHT: usize = 2;
+const PG_IN_FLIGHT: usize = 2;
 
 #[derive(Default)]
 pub(super) struct GroupCommit {
@@ -36,6 +36,11 @@ pub(super) struct GroupCommit {
 impl GroupCommit {
     fn is_empty(&self) -> bool {
         self.inserts.is_empty() && self.results.is_empty() && self.claims.is_empty()
+    }
+
+    /// Whether another transaction may start now, with at most `most` in flight.
+    fn may_start(&self, most: usize) -> bool {
+        self.in_flight < most && !self.is_empty()
     }
 
     /// The writes for the next transaction, at most [`MAX_WRITES`].
@@ -62,13 +67,19 @@ pub(super) fn lost_answer() -> Error {
     Error::Unavailable("the write was interrupted; try again".into())
 }
 
+/// A queued write's answer channel, and the future that waits for its commit.
+fn answer_channel<T>() -> (oneshot::Sender<Result<T>>, impl Future<Output = Result<T>>) {
+    let (tx, rx) = oneshot::channel();
+    (tx, async move { rx.await.map_err(|_| lost_answer())? })
+}
+
 impl TenantSupervisor {
     /// Queues a new job; the receiver answers once it is committed.
     pub(super) fn insert_job(&mut self, job: Job, ctx: &mut Context<Self>) -> impl Future<Output = Result<()>> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, committed) = answer_channel();
         self.commits.inserts.push((job, tx));
         self.commit(ctx);
-        async move { rx.await.map_err(|_| lost_answer())? }
+        committed
     }
 
     /// Queues a result; the receiver answers once it is committed.
@@ -77,10 +88,10 @@ impl TenantSupervisor {
         result: ResultWrite,
         ctx: &mut Context<Self>,
     ) -> impl Future<Output = Result<CompleteOutcome>> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, committed) = answer_channel();
         self.commits.results.push((result, tx));
         self.commit(ctx);
-        async move { rx.await.map_err(|_| lost_answer())? }
+        committed
     }
 
     /// Queues a claim; the receiver answers with the jobs once the claim is committed.
@@ -89,10 +100,10 @@ impl TenantSupervisor {
         claim: ClaimWrite,
         ctx: &mut Context<Self>,
     ) -> impl Future<Output = Result<Vec<Job>>> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, committed) = answer_channel();
         self.commits.claims.push((claim, tx));
         self.commit(ctx);
-        async move { rx.await.map_err(|_| lost_answer())? }
+        committed
     }
 
     /// Starts the next transaction unless the most that may be are in flight (each starts
@@ -102,7 +113,7 @@ impl TenantSupervisor {
             db::Db::Postgres(_) => PG_IN_FLIGHT,
             db::Db::Sqlite(_) => 1,
         };
-        if self.commits.in_flight >= most || self.commits.is_empty() {
+        if !self.commits.may_start(most) {
             return;
         }
         self.commits.in_flight += 1;
@@ -148,5 +159,43 @@ impl TenantSupervisor {
             act.commits.in_flight -= 1;
             act.commit(ctx);
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(agent: &str) -> (ClaimWrite, oneshot::Sender<Result<Vec<Job>>>) {
+        let write = ClaimWrite {
+            agent: agent.into(),
+            limit: 1,
+            handover: crate::db::jobs::Handover::Implicit,
+        };
+        (write, oneshot::channel().0)
+    }
+
+    #[test]
+    fn a_transaction_starts_only_with_writes_and_room_in_flight() {
+        let mut commits = GroupCommit::default();
+        assert!(!commits.may_start(2), "nothing to write");
+        commits.claims.push(claim("a"));
+        assert!(commits.may_start(2));
+        commits.in_flight = 1;
+        assert!(commits.may_start(2), "PostgreSQL: a second may go");
+        assert!(!commits.may_start(1), "SQLite: one at a time");
+        commits.in_flight = 2;
+        assert!(!commits.may_start(2));
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_max_writes() {
+        let mut commits = GroupCommit::default();
+        for i in 0..MAX_WRITES + 3 {
+            commits.claims.push(claim(&format!("agent-{i}")));
+        }
+        assert_eq!(commits.take().claims.len(), MAX_WRITES);
+        assert_eq!(commits.take().claims.len(), 3, "the rest go with the next");
+        assert!(commits.is_empty());
     }
 }

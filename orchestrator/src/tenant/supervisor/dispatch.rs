@@ -213,8 +213,8 @@ fn assignments(jobs: &[Job]) -> PollResponse {
 
 impl TenantSupervisor {
     /// Hands queued jobs to the agent's parked poll, if one is parked here. The claim goes
-    /// with the next group commit (see `commit`). One claim per agent is in flight at a time; news that lands meanwhile asks for another round, so
-    /// no job is missed.
+    /// with the next group commit (see `commit`). One claim per agent is in flight at a
+    /// time; news that lands meanwhile asks for another round, so no job is missed.
     pub(super) fn pump(&mut self, agent: &str, ctx: &mut Context<Self>) {
         let Some((capacity, handover)) = self.dispatch.claim_capacity(agent) else {
             return;

@@ -144,7 +144,7 @@ impl Config {
         // fit the orchestrator's request limit (16 MiB) once JSON-escaped.
         let output_limit_bytes = vars.number("OUTPUT_LIMIT_BYTES", 1024 * 1024, 1, 8 * 1024 * 1024)? as usize;
         let kill_grace = Duration::from_secs(vars.number("KILL_GRACE_SECS", 5, 0, 600)?);
-        let poll_wait = Duration::from_secs(vars.number("POLL_WAIT_SECS", 30, 1, 300)?);
+        let poll_wait = Duration::from_secs(vars.number("POLL_WAIT_SECS", 50, 1, 300)?);
         let live_output = vars.boolean("LIVE_OUTPUT", true)?;
 
         let script_env = ScriptBaseEnv {
@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(config.default_job_timeout, Duration::from_secs(3600));
         assert_eq!(config.output_limit_bytes, 1024 * 1024);
         assert_eq!(config.kill_grace, Duration::from_secs(5));
-        assert_eq!(config.poll_wait, Duration::from_secs(30));
+        assert_eq!(config.poll_wait, Duration::from_secs(50));
         assert!(config.live_output);
         assert_eq!(config.script_env.path, FALLBACK_SCRIPT_PATH);
         assert!(config.tags.is_empty());

@@ -682,7 +682,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Idle fleets: `N` agents that long-poll (30 s) and heartbeat once a minute, as real idle
+/// Idle fleets: `N` agents that long-poll (50 s, the agent's default) and heartbeat once a minute, as real idle
 /// agents do, against an orchestrator in its own process (the release binary beside this
 /// one), so that its memory and CPU are its own. Prints the orchestrator's RSS per parked
 /// agent and the CPU that a minute of heartbeats and re-polls costs.
@@ -690,7 +690,7 @@ mod idle {
     use super::*;
     use shared_protocol::protocol::HeartbeatRequest;
 
-    const POLL_WAIT_SECS: u64 = 30;
+    const POLL_WAIT_SECS: u64 = 50;
     const HEARTBEAT_SECS: u64 = 60;
 
     fn rss_kib(pid: u32) -> u64 {
@@ -779,7 +779,10 @@ mod idle {
                 parked as f64 / 1024.0,
                 (parked.saturating_sub(before)) as f64 / agents as f64
             );
-            // A full minute: every agent heartbeats once and re-polls twice.
+            // Steady state: a minute more, so that every agent has sent its first
+            // heartbeat (and opened what connections it keeps) before the measured one.
+            actix_rt::time::sleep(Duration::from_secs(HEARTBEAT_SECS)).await;
+            // A full minute: every agent heartbeats once and re-polls once or twice.
             let cpu_before = cpu_secs(pid);
             let window = Instant::now();
             actix_rt::time::sleep(Duration::from_secs(HEARTBEAT_SECS)).await;
@@ -797,7 +800,7 @@ mod idle {
         let _ = child.wait();
     }
 
-    /// Polls (30 s, nothing comes) and heartbeats once a minute, the first at a spread offset.
+    /// Polls (50 s, nothing comes) and heartbeats once a minute, the first at a spread offset.
     async fn idle_agent(base: String, key: String, name: String, index: usize, polls: Rc<RefCell<usize>>) {
         let client = client();
         let (hb_base, hb_key, hb_name) = (base.clone(), key.clone(), name.clone());

@@ -37,7 +37,9 @@ pub struct Config {
     pub auth_rate_limit_per_minute: u32,
     /// Connections in the database pool.
     pub database_pool_size: usize,
-    /// Longest a long-poll is held open, in seconds.
+    /// Longest a long-poll is held open, in seconds (50 by default: an idle agent re-polls
+    /// about once a minute, and the answer still comes before the 60 s idle timeout common
+    /// to proxies and load balancers).
     pub max_poll_wait: u64,
     /// A dispatched job whose agent has not confirmed the start within this time goes back to the queue.
     pub dispatch_ack_timeout: Duration,
@@ -147,7 +149,7 @@ impl Config {
 
         let auth_rate_limit_per_minute = parse_number(&get, "AUTH_RATE_LIMIT_PER_MINUTE", 10, 1, 100_000)? as u32;
         let database_pool_size = parse_number(&get, "DATABASE_POOL_SIZE", 16, 1, 1000)? as usize;
-        let max_poll_wait = parse_number(&get, "MAX_POLL_WAIT_SECS", 30, 1, 300)?;
+        let max_poll_wait = parse_number(&get, "MAX_POLL_WAIT_SECS", 50, 1, 300)?;
         let dispatch_ack_timeout = Duration::from_secs(parse_number(&get, "DISPATCH_ACK_TIMEOUT_SECS", 30, 1, 3600)?);
         let default_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let workers = parse_number(&get, "HTTP_WORKERS", default_workers as u64, 1, 256)? as usize;

@@ -29,7 +29,7 @@ const JOB_DURATION_BUCKETS: &[f64] = &[
 const DISPATCH_LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
 ];
-/// Request times: long-polls are held up to `MAX_POLL_WAIT_SECS` (30 s by default).
+/// Request times: long-polls are held up to `MAX_POLL_WAIT_SECS` (50 s by default).
 const HTTP_DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];

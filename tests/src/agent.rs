@@ -15,6 +15,10 @@ const READY_PREFIX: &str = "scriptmesh-agent health on ";
 pub const SCRIPTS_DIR_PLACEHOLDER: &str = "{SCRIPTS_DIR}";
 /// How long `stop` waits for a graceful exit before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(15);
+/// The test agents' HEARTBEAT_INTERVAL: an agent is offline after three silent intervals,
+/// and 2 s keeps that (6 s) clear of the stalls a loaded CI machine gives a process. A
+/// test that times offline detection sets its own ("1") with `AgentSpec::env`.
+pub const HEARTBEAT_INTERVAL_SECS: &str = "2";
 
 /// What agent to start. Build with `AgentSpec::new(name, api_key)` and the methods below.
 #[derive(Clone, Debug, Default)]
@@ -105,7 +109,7 @@ impl TestApp {
             ("MANIFEST_PATH", path_text(&scripts_dir.join("script_manifest.json"))),
             ("AGENT_PORT", "0"),
             ("AGENT_BIND_HOST", "127.0.0.1"),
-            ("HEARTBEAT_INTERVAL", "1"),
+            ("HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL_SECS),
             ("SPOOL_DIR", path_text(&spool_dir)),
             ("POLL_WAIT_SECS", "5"),
             ("KILL_GRACE_SECS", "1"),

@@ -2,7 +2,7 @@
 //! orchestrator, agents that are started and seen online, triggers that assert the spec's
 //! answer, and checks on the processes scripts leave behind.
 
-use crate::agent::{AgentSpec, TestAgent};
+use crate::agent::{AgentSpec, TestAgent, HEARTBEAT_INTERVAL_SECS};
 use crate::app::{Session, TestApp, TestAppBuilder};
 use crate::http::{ApiResponse, Method, StatusCode};
 use serde_json::{json, Value};
@@ -211,7 +211,7 @@ impl AgentWithOpenStdin {
             .env("SPOOL_DIR", &spool)
             .env("AGENT_PORT", "0")
             .env("AGENT_BIND_HOST", "127.0.0.1")
-            .env("HEARTBEAT_INTERVAL", "1")
+            .env("HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL_SECS)
             .env("POLL_WAIT_SECS", "5")
             .env("KILL_GRACE_SECS", "1")
             .stdin(std::process::Stdio::piped())

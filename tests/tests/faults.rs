@@ -38,7 +38,12 @@ async fn a_job_whose_agent_dies_ends_lost_and_the_agent_offline() {
     let fleet = Fleet::start().await;
     let pids = tempfile::tempdir().expect("tempdir");
     let mut agent = fleet
-        .start_agent(fleet.spec("doomed").script("long.sh", &long_script(pids.path())))
+        .start_agent(
+            fleet
+                .spec("doomed")
+                .script("long.sh", &long_script(pids.path()))
+                .env("HEARTBEAT_INTERVAL", "1"),
+        )
         .await;
     let job_id = fleet.trigger_async("doomed", "long.sh", json!({})).await;
     fleet.wait_for_job_status(&job_id, "running").await;

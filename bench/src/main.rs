@@ -682,10 +682,11 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Idle fleets: `N` agents that long-poll (50 s, the agent's default) and heartbeat once a minute, as real idle
-/// agents do, against an orchestrator in its own process (the release binary beside this
-/// one), so that its memory and CPU are its own. Prints the orchestrator's RSS per parked
-/// agent and the CPU that a minute of heartbeats and re-polls costs.
+/// Idle fleets: `N` agents, each with its own API key, that long-poll (50 s, the agent's
+/// default) and heartbeat once a minute, as real idle agents do, against an orchestrator in
+/// its own process (the release binary beside this one), so that its memory and CPU are its
+/// own. Prints the orchestrator's RSS per parked agent and the CPU that a minute of
+/// heartbeats and re-polls costs.
 mod idle {
     use super::*;
     use shared_protocol::protocol::HeartbeatRequest;
@@ -711,7 +712,11 @@ mod idle {
     pub fn run(database_url: &str, agents: usize) {
         let port = free_port();
         let config = orchestrator_config(database_url, port);
-        let key = actix_rt::System::new().block_on(create_key(&config));
+        // One key per agent, as the README advises: each request's key lookup is its own.
+        let email = format!("idle{}@example.com", db::now_ms());
+        let keys = actix_rt::System::new()
+            .block_on(orchestrator::bootstrap::bootstrap_fleet_keys(&config, &email, agents))
+            .expect("agent keys");
         let binary = std::env::current_exe()
             .expect("current exe")
             .with_file_name("scriptmesh-orchestrator");
@@ -741,7 +746,7 @@ mod idle {
             // Registration in waves, as a fleet coming up would.
             for wave in (0..agents).collect::<Vec<_>>().chunks(500) {
                 let registrations = wave.iter().map(|&i| {
-                    let (base, key, polls) = (base.clone(), key.clone(), polls.clone());
+                    let (base, key, polls) = (base.clone(), keys[i].clone(), polls.clone());
                     async move {
                         let client = client();
                         let name = format!("idle-{i}");

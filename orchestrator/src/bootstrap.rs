@@ -19,32 +19,60 @@ pub struct Bootstrapped {
 pub async fn bootstrap(config: &Config, email: &str) -> Result<Bootstrapped> {
     let db = Db::connect(&config.database_url, 2).await?;
     let email = crate::api::auth::normalize_email(email)?;
+    let (user, password) = local_account(config, &db, &email).await?;
+    let api_key = issue_agent_key(&db, &user).await?;
+    Ok(Bootstrapped {
+        email,
+        password,
+        api_key,
+    })
+}
+
+/// Like [`bootstrap`], with `count` keys: one per agent of a fleet (the bench's idle
+/// fleet, keyed as the README advises).
+pub async fn bootstrap_fleet_keys(config: &Config, email: &str, count: usize) -> Result<Vec<String>> {
+    let db = Db::connect(&config.database_url, 2).await?;
+    let email = crate::api::auth::normalize_email(email)?;
+    let (user, _) = local_account(config, &db, &email).await?;
+    let mut keys = Vec::with_capacity(count);
+    for _ in 0..count {
+        keys.push(issue_agent_key(&db, &user).await?);
+    }
+    Ok(keys)
+}
+
+/// The verified account of `email`, created now (with its tenant and a random password,
+/// returned) if it does not exist yet.
+async fn local_account(config: &Config, db: &Db, email: &str) -> Result<(User, Option<String>)> {
+    if let Some(user) = accounts::find_user_by_email(db, email).await? {
+        return Ok((user, None));
+    }
     let now = db::now_ms();
-    let (user, password) = match accounts::find_user_by_email(&db, &email).await? {
-        Some(user) => (user, None),
-        None => {
-            let password = Alphanumeric.sample_string(&mut rand::rng(), 16);
-            let tenant = Tenant {
-                id: db::new_id("ten"),
-                name: "Local".into(),
-                created_at: now,
-            };
-            let user = User {
-                id: db::new_id("usr"),
-                tenant_id: tenant.id.clone(),
-                email: email.clone(),
-                password_hash: passwords::hash(password.clone(), config.bcrypt_cost).await?,
-                role: "owner".into(),
-                email_verified: true,
-                created_at: now,
-            };
-            accounts::create_tenant_with_owner(&db, &tenant, &user).await?;
-            (user, Some(password))
-        }
+    let password = Alphanumeric.sample_string(&mut rand::rng(), 16);
+    let tenant = Tenant {
+        id: db::new_id("ten"),
+        name: "Local".into(),
+        created_at: now,
     };
+    let user = User {
+        id: db::new_id("usr"),
+        tenant_id: tenant.id.clone(),
+        email: email.to_owned(),
+        password_hash: passwords::hash(password.clone(), config.bcrypt_cost).await?,
+        role: "owner".into(),
+        email_verified: true,
+        created_at: now,
+    };
+    accounts::create_tenant_with_owner(db, &tenant, &user).await?;
+    Ok((user, Some(password)))
+}
+
+/// A new `sm_live_` key of the user's tenant, named for the local agent; the raw key is
+/// returned (only its hash is stored).
+async fn issue_agent_key(db: &Db, user: &User) -> Result<String> {
     let raw = api_keys::generate();
     accounts::insert_api_key(
-        &db,
+        db,
         &ApiKey {
             id: db::new_id("key"),
             tenant_id: user.tenant_id.clone(),
@@ -52,7 +80,7 @@ pub async fn bootstrap(config: &Config, email: &str) -> Result<Bootstrapped> {
             name: "local-agent".into(),
             key_prefix: api_keys::display_prefix(&raw),
             key_hash: sha256_hex(&raw),
-            created_at: now,
+            created_at: db::now_ms(),
             expires_at: None,
             last_used_at: None,
             revoked_at: None,
@@ -60,9 +88,5 @@ pub async fn bootstrap(config: &Config, email: &str) -> Result<Bootstrapped> {
     )
     .await
     .map_err(|e| Error::Internal(format!("creating the local agent's key: {e}")))?;
-    Ok(Bootstrapped {
-        email,
-        password,
-        api_key: raw,
-    })
+    Ok(raw)
 }

@@ -1,8 +1,10 @@
 //! Wiring: logging, the database, actors and the HTTP server.
 
 use crate::api;
+use crate::auth::caller::TOUCH_INTERVAL_MS;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::key_cache::KeyCache;
+use crate::auth::key_use::KeyUses;
 use crate::auth::rate_limit::RateLimiter;
 use crate::cluster;
 use crate::config::{Config, LogFormat};
@@ -24,10 +26,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use utoipa_actix_web::AppExt;
 
-/// How long an API key lookup is reused. Revocations evict at once (on every replica, as
-/// soon as it hears of them), so this only bounds how long a change made behind the API's
-/// back (SQL on the database) goes unseen.
-const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How long an unused API key stays cached. What the cache holds is kept true to the
+/// database otherwise (evicted on revocation, re-checked every few seconds: `key_cache`),
+/// so this only bounds its size. It outlasts an idle agent's minute between requests: with
+/// one key per agent, as the README advises, a 5 s TTL made nearly every poll and
+/// heartbeat of an idle fleet a database read.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// The target of the access log's lines (one per request, at INFO).
 const ACCESS_LOG_TARGET: &str = "scriptmesh::http";
@@ -117,6 +121,10 @@ async fn serve(config: Config) -> std::io::Result<()> {
         );
         db::maintenance::spawn(database_url.clone());
     }
+    key_cache.clone().spawn_recheck(db.clone());
+    let key_uses = Arc::new(KeyUses::default());
+    key_uses.clone().spawn_flusher(db.clone(), TOUCH_INTERVAL_MS);
+    let (final_flush, final_flush_db) = (key_uses.clone(), db.clone());
 
     let state = web::Data::new(AppState {
         db,
@@ -125,6 +133,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
         mailer: Arc::new(mailer),
         rate_limiter: RateLimiter::new(Duration::from_secs(60)),
         key_cache,
+        key_uses,
         watchers,
         tenants,
         events,
@@ -169,5 +178,10 @@ async fn serve(config: Config) -> std::io::Result<()> {
         let _ = writeln!(stdout, "scriptmesh-orchestrator listening on http://{addr}");
         let _ = stdout.flush();
     }
-    server.run().await
+    server.run().await?;
+    // Stopped: what the last seconds' requests marked is written too.
+    final_flush
+        .flush(&final_flush_db, db::now_ms(), TOUCH_INTERVAL_MS)
+        .await;
+    Ok(())
 }

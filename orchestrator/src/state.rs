@@ -2,6 +2,7 @@
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::key_cache::KeyCache;
+use crate::auth::key_use::KeyUses;
 use crate::auth::rate_limit::RateLimiter;
 use crate::config::Config;
 use crate::db::Db;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub mailer: Arc<Mailer>,
     pub rate_limiter: RateLimiter,
     pub key_cache: Arc<KeyCache>,
+    /// API keys used since the last write of `last_used_at`.
+    pub key_uses: Arc<KeyUses>,
     /// Requests waiting for jobs to change (see `watch`).
     pub watchers: Arc<Watchers>,
     pub tenants: Addr<TenantRegistry>,

@@ -9,7 +9,7 @@ use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 
 /// `last_used_at` is written at most this often per key, to keep writes off the hot path.
-const TOUCH_INTERVAL_MS: i64 = 60_000;
+pub const TOUCH_INTERVAL_MS: i64 = 60_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credential {
@@ -83,13 +83,15 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller> {
         return Err(Error::unauthorized("the API key is not valid"));
     }
     let key_hash = sha256_hex(token);
+    // Before the lookup: if the key is evicted meanwhile, what was read is not cached.
+    let generation = state.key_cache.generation();
     let key = match state.key_cache.get(&key_hash) {
         Some(key) => key,
         None => {
             let key = accounts::find_api_key_by_hash(&state.db, &key_hash)
                 .await?
                 .ok_or_else(|| Error::unauthorized("the API key is not valid"))?;
-            state.key_cache.put(key.clone());
+            state.key_cache.put(key.clone(), generation);
             key
         }
     };
@@ -107,14 +109,8 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller> {
         // Remember the touch in the cache too, so the next requests do not repeat it.
         let mut touched = key.clone();
         touched.last_used_at = Some(now);
-        state.key_cache.put(touched);
-        let db = state.db.clone();
-        let key_id = key.id.clone();
-        actix_rt::spawn(async move {
-            if let Err(error) = accounts::touch_api_key(&db, &key_id, now, now - TOUCH_INTERVAL_MS).await {
-                tracing::warn!(%error, "could not record API key use");
-            }
-        });
+        state.key_cache.put(touched, generation);
+        state.key_uses.mark(&key.id);
     }
     Ok(Caller {
         tenant_id: key.tenant_id,

@@ -1,28 +1,62 @@
-//! A short-lived in-memory cache of API key lookups: agents present their key on every
-//! poll, start and result, and the lookup need not hit the database each time. Revoking a
-//! key evicts it at once here, and on the other replicas as soon as they hear of it from
-//! the database (`cluster`). While a replica cannot hear (its listening connection is
-//! down), it does not trust the cache at all: every lookup goes to the database.
+//! An in-memory cache of API key lookups: agents present their key on every poll,
+//! heartbeat, start and result, and the lookup need not hit the database each time.
+//!
+//! What it holds stays true to the database. Revoking a key through the API evicts it at
+//! once here, and on the other replicas as soon as they hear of it from the database
+//! (`cluster`); while a replica cannot hear (its listening connection is down), it does not
+//! trust the cache at all: every lookup goes to the database. And the database counts every
+//! change to a key that decides who may use it, by the API or by SQL behind its back
+//! (revoked, expiry, hash or tenant changed, deleted: the `api_key_changes` setting, kept
+//! by triggers); every [`RECHECK_EVERY`] that one row is read, and when it moved the whole
+//! cache is forgotten. So a key changed in SQL stops working within seconds, on SQLite too,
+//! and the entries' TTL only bounds how long a key nobody uses is kept.
+//!
+//! A lookup that read the database before an eviction must not put its stale answer back
+//! after it: every eviction starts a new generation, and a `put` from an older one is
+//! dropped.
 
 use crate::db::models::ApiKey;
+use crate::db::{settings, Db};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How often the database's count of key changes is read.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
+/// The setting the key triggers count in (see the `key_changes` migrations).
+const CHANGES_SETTING: &str = "api_key_changes";
+/// Past this many entries, a `put` first drops the expired ones.
+const PRUNE_ABOVE: usize = 50_000;
 
 pub struct KeyCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (ApiKey, Instant)>>,
+    entries: Mutex<Entries>,
     /// False while revocations elsewhere could go unheard.
     trusted: AtomicBool,
+    /// The database's count of key changes when last read.
+    changes_seen: Mutex<Option<String>>,
 }
+
+#[derive(Default)]
+struct Entries {
+    by_hash: HashMap<String, (ApiKey, Instant)>,
+    /// Bumped by every eviction: a lookup started before it may hold what was evicted.
+    generation: u64,
+}
+
+/// Taken before a lookup reads the database; its answer is cached only if no eviction
+/// happened meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Generation(u64);
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> KeyCache {
         KeyCache {
             ttl,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
             trusted: AtomicBool::new(true),
+            changes_seen: Mutex::new(None),
         }
     }
 
@@ -30,17 +64,22 @@ impl KeyCache {
     /// held is forgotten, since revocations may have been missed meanwhile.
     pub fn set_trusted(&self, trusted: bool) {
         if trusted {
-            self.lock().clear();
+            self.forget_all();
             self.trusted.store(true, Ordering::SeqCst);
         } else {
             self.trusted.store(false, Ordering::SeqCst);
-            self.lock().clear();
+            self.forget_all();
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ApiKey, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A poisoned lock means a panic elsewhere mid-update of a plain map; it is still usable.
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The current generation: take it before reading a key from the database.
+    pub fn generation(&self) -> Generation {
+        Generation(self.lock().generation)
     }
 
     pub fn get(&self, key_hash: &str) -> Option<ApiKey> {
@@ -48,25 +87,75 @@ impl KeyCache {
             return None;
         }
         let entries = self.lock();
-        let (key, cached_at) = entries.get(key_hash)?;
+        let (key, cached_at) = entries.by_hash.get(key_hash)?;
         (cached_at.elapsed() < self.ttl).then(|| key.clone())
     }
 
-    pub fn put(&self, key: ApiKey) {
+    /// Caches a key read (or last seen) in `generation`; dropped if anything was evicted
+    /// since.
+    pub fn put(&self, key: ApiKey, generation: Generation) {
         if !self.trusted.load(Ordering::SeqCst) {
             return;
         }
         let mut entries = self.lock();
-        if entries.len() > 50_000 {
-            let ttl = self.ttl;
-            entries.retain(|_, (_, cached_at)| cached_at.elapsed() < ttl);
+        if entries.generation != generation.0 {
+            return;
         }
-        entries.insert(key.key_hash.clone(), (key, Instant::now()));
+        if entries.by_hash.len() > PRUNE_ABOVE {
+            let ttl = self.ttl;
+            entries.by_hash.retain(|_, (_, cached_at)| cached_at.elapsed() < ttl);
+        }
+        entries.by_hash.insert(key.key_hash.clone(), (key, Instant::now()));
     }
 
     /// Forgets a key (by id) so that its revocation takes effect on the next request.
     pub fn evict(&self, key_id: &str) {
-        self.lock().retain(|_, (key, _)| key.id != key_id);
+        let mut entries = self.lock();
+        entries.generation += 1;
+        entries.by_hash.retain(|_, (key, _)| key.id != key_id);
+    }
+
+    fn forget_all(&self) {
+        let mut entries = self.lock();
+        entries.generation += 1;
+        entries.by_hash.clear();
+    }
+
+    /// Reads the database's count of key changes and forgets every cached key if it moved
+    /// since the last read. A read that fails forgets them too: nothing says they are still
+    /// right.
+    pub async fn recheck(&self, db: &Db) {
+        let changes = match settings::get(db, CHANGES_SETTING).await {
+            Ok(changes) => changes,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the count of API key changes");
+                None
+            }
+        };
+        let moved = {
+            let mut seen = self
+                .changes_seen
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let moved = changes.is_none() || *seen != changes;
+            *seen = changes;
+            moved
+        };
+        if moved {
+            self.forget_all();
+        }
+    }
+
+    /// Runs [`KeyCache::recheck`] every [`RECHECK_EVERY`] for as long as the process lives.
+    pub fn spawn_recheck(self: Arc<KeyCache>, db: Db) {
+        actix_rt::spawn(async move {
+            let mut tick = actix_rt::time::interval(RECHECK_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                self.recheck(&db).await;
+            }
+        });
     }
 }
 
@@ -89,29 +178,45 @@ mod tests {
         }
     }
 
+    fn put(cache: &KeyCache, id: &str) {
+        cache.put(key(id), cache.generation());
+    }
+
     #[test]
     fn caches_until_ttl_or_eviction() {
         let cache = KeyCache::new(Duration::from_millis(100));
-        cache.put(key("a"));
+        put(&cache, "a");
         assert!(cache.get("hash-a").is_some());
         cache.evict("a");
         assert!(cache.get("hash-a").is_none());
-        cache.put(key("b"));
+        put(&cache, "b");
         std::thread::sleep(Duration::from_millis(120));
         assert!(cache.get("hash-b").is_none());
     }
 
     #[test]
+    fn a_lookup_that_straddles_an_eviction_is_not_cached() {
+        let cache = KeyCache::new(Duration::from_secs(60));
+        let before = cache.generation();
+        // The lookup reads the key; meanwhile it is revoked (and evicted).
+        cache.evict("a");
+        cache.put(key("a"), before);
+        assert!(cache.get("hash-a").is_none(), "the stale answer stays out");
+        put(&cache, "a");
+        assert!(cache.get("hash-a").is_some(), "a lookup after the eviction is cached");
+    }
+
+    #[test]
     fn an_untrusted_cache_answers_nothing_and_forgets() {
         let cache = KeyCache::new(Duration::from_secs(60));
-        cache.put(key("a"));
+        put(&cache, "a");
         cache.set_trusted(false);
         assert!(cache.get("hash-a").is_none());
-        cache.put(key("b"));
+        put(&cache, "b");
         cache.set_trusted(true);
         assert!(cache.get("hash-a").is_none(), "what it held before is gone");
         assert!(cache.get("hash-b").is_none(), "nothing was kept while untrusted");
-        cache.put(key("c"));
+        put(&cache, "c");
         assert!(cache.get("hash-c").is_some());
     }
 }

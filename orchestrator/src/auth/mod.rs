@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod caller;
 pub mod jwt;
 pub mod key_cache;
+pub mod key_use;
 pub mod passwords;
 pub mod rate_limit;
 

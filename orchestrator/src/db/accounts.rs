@@ -214,12 +214,12 @@ pub async fn revoke_api_key(db: &Db, tenant_id: &str, key_id: &str, now: i64) ->
     })
 }
 
-/// Records a key's use at `now` unless one was recorded after `stale_before`: requests
-/// that all saw a stale time (a fleet reconnecting at once, several replicas) write once.
-pub async fn touch_api_key(db: &Db, key_id: &str, now: i64, stale_before: i64) -> Result<()> {
+/// Records the keys' use at `now`, each unless one was recorded after `stale_before`:
+/// replicas that all saw a stale time write once.
+pub async fn touch_api_keys(db: &Db, key_ids: &[String], now: i64, stale_before: i64) -> Result<()> {
     with_conn!(db, |conn| {
         diesel::update(
-            api_keys::table.filter(api_keys::id.eq(key_id)).filter(
+            api_keys::table.filter(api_keys::id.eq_any(key_ids)).filter(
                 api_keys::last_used_at
                     .is_null()
                     .or(api_keys::last_used_at.lt(stale_before)),

@@ -7,6 +7,18 @@ use crate::with_conn;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+/// The stored value for `key`, if any.
+pub async fn get(db: &Db, key: &str) -> Result<Option<String>> {
+    with_conn!(db, |conn| {
+        Ok(settings::table
+            .filter(settings::key.eq(key))
+            .select(settings::value)
+            .first::<String>(conn)
+            .await
+            .optional()?)
+    })
+}
+
 /// Returns the stored value for `key`, storing `make()` first if there is none. Concurrent
 /// first callers (several replicas starting at once) all end up with the same value.
 pub async fn get_or_insert(db: &Db, key: &str, make: impl FnOnce() -> String) -> Result<String> {

@@ -2,7 +2,7 @@
 //! never a loop over tenants) and one tenant's window for `/metrics/json`.
 
 use super::schema::{agents, jobs};
-use super::Db;
+use super::{id_floor, Db};
 use crate::error::Result;
 use crate::with_conn;
 use diesel::dsl::count_star;
@@ -32,11 +32,14 @@ pub async fn agent_counts_by_status(db: &Db) -> Result<Vec<(String, i64)>> {
     })
 }
 
-/// The tenant's jobs created at or after `since`, counted per agent and status.
+/// The tenant's jobs created at or after `since`, counted per agent and status (read
+/// from the (tenant_id, id) index from [`id_floor`] on).
 pub async fn job_counts_since(db: &Db, tenant_id: &str, since: i64) -> Result<Vec<(String, String, i64)>> {
+    let floor = id_floor("job", since);
     with_conn!(db, |conn| {
         Ok(jobs::table
             .filter(jobs::tenant_id.eq(tenant_id))
+            .filter(jobs::id.ge(&floor))
             .filter(jobs::created_at.ge(since))
             .group_by((jobs::agent_name, jobs::status))
             .select((jobs::agent_name, jobs::status, count_star()))
@@ -65,11 +68,12 @@ pub struct RankedDuration {
 /// and for the whole tenant, the durations at the nearest ranks of p50 and p95. The
 /// database sorts and ranks; at most two rows per group come back, however many jobs
 /// there are. The ranks are `ceil(p * n / 100)` in integer arithmetic (`(n * p + 99) / 100`),
-/// as `summary::nearest_rank` computes them.
+/// as `summary::nearest_rank` computes them. Read from the (tenant_id, id) index from
+/// [`id_floor`] on.
 pub async fn duration_percentiles_since(db: &Db, tenant_id: &str, since: i64) -> Result<Vec<RankedDuration>> {
     const QUERY: &str = "WITH finished AS ( \
             SELECT agent_name, duration_ms FROM jobs \
-            WHERE tenant_id = $1 AND created_at >= $2 AND duration_ms IS NOT NULL \
+            WHERE tenant_id = $1 AND id >= $3 AND created_at >= $2 AND duration_ms IS NOT NULL \
             AND status IN ('success', 'failed', 'timeout', 'cancelled', 'lost') \
         ), ranked AS ( \
             SELECT agent_name, duration_ms, \
@@ -87,10 +91,12 @@ pub async fn duration_percentiles_since(db: &Db, tenant_id: &str, since: i64) ->
         // SQLite binds `?N` for PostgreSQL's `$N`.
         Db::Sqlite(_) => QUERY.replace('$', "?"),
     };
+    let floor = id_floor("job", since);
     with_conn!(db, |conn| {
         Ok(diesel::sql_query(sql.as_str())
             .bind::<Text, _>(tenant_id)
             .bind::<BigInt, _>(since)
+            .bind::<Text, _>(&floor)
             .load::<RankedDuration>(conn)
             .await?)
     })

@@ -236,6 +236,19 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// How far a row's id time may trail its `created_at` (clocks of replicas apart, a slow
+/// insert): [`id_floor`] reaches back this much further.
+const ID_CLOCK_MARGIN_MS: i64 = 3_600_000;
+
+/// A lower bound for the ids ([`new_id`], UUIDv7: their first 12 hex digits are the time
+/// in ms) of the rows with `prefix` created at or after `since_ms`: a query for recent rows
+/// adds `id >= id_floor(..)` to its `created_at` filter and walks the (tenant_id, id) index
+/// from there, so no index on `created_at` is kept up to date on every insert.
+pub fn id_floor(prefix: &str, since_ms: i64) -> String {
+    let from = (since_ms - ID_CLOCK_MARGIN_MS).clamp(0, 0xffff_ffff_ffff);
+    format!("{prefix}_{from:012x}")
+}
+
 /// RFC 3339 (UTC, second precision with a `Z`), as the API shows times.
 pub fn format_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -245,4 +258,22 @@ pub fn format_time(ms: i64) -> String {
 
 pub fn format_time_opt(ms: Option<i64>) -> Option<String> {
     ms.map(format_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_floor_bounds_the_ids_made_since_its_time() {
+        let now = now_ms();
+        let id = new_id("job");
+        assert!(id >= id_floor("job", now), "{id}");
+        assert!(
+            id >= id_floor("job", now + ID_CLOCK_MARGIN_MS - 1_000),
+            "within the margin: {id}"
+        );
+        assert!(id < id_floor("job", now + ID_CLOCK_MARGIN_MS + 60_000), "{id}");
+        assert_eq!(id_floor("job", 0), "job_000000000000");
+    }
 }

@@ -1,0 +1,1 @@
+CREATE INDEX jobs_tenant_created ON jobs (tenant_id, created_at);

@@ -27,10 +27,10 @@ use std::time::Duration;
 use utoipa_actix_web::AppExt;
 
 /// How long an unused API key stays cached. What the cache holds is kept true to the
-/// database otherwise (evicted on revocation, re-checked every few seconds: `key_cache`),
-/// so this only bounds its size. It outlasts an idle agent's minute between requests: with
-/// one key per agent, as the README advises, a 5 s TTL made nearly every poll and
-/// heartbeat of an idle fleet a database read.
+/// database otherwise (evicted on revocation, forgotten within a second of a change made in
+/// SQL: `key_cache`), so this only bounds its size. It outlasts an idle agent's minute
+/// between requests: with one key per agent, as the README advises, a 5 s TTL made nearly
+/// every poll and heartbeat of an idle fleet a database read.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// The target of the access log's lines (one per request, at INFO).

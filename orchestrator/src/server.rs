@@ -1,7 +1,6 @@
 //! Wiring: logging, the database, actors and the HTTP server.
 
 use crate::api;
-use crate::auth::caller::TOUCH_INTERVAL_MS;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::key_cache::KeyCache;
 use crate::auth::key_use::KeyUses;
@@ -123,7 +122,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
     }
     key_cache.clone().spawn_recheck(db.clone());
     let key_uses = Arc::new(KeyUses::default());
-    key_uses.clone().spawn_flusher(db.clone(), TOUCH_INTERVAL_MS);
+    key_uses.clone().spawn_flusher(db.clone());
     let (final_flush, final_flush_db) = (key_uses.clone(), db.clone());
 
     let state = web::Data::new(AppState {
@@ -180,8 +179,6 @@ async fn serve(config: Config) -> std::io::Result<()> {
     }
     server.run().await?;
     // Stopped: what the last seconds' requests marked is written too.
-    final_flush
-        .flush(&final_flush_db, db::now_ms(), TOUCH_INTERVAL_MS)
-        .await;
+    final_flush.flush(&final_flush_db, db::now_ms()).await;
     Ok(())
 }

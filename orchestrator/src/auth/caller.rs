@@ -1,15 +1,13 @@
 //! The `Caller` extractor: who is making this request, from `Authorization: Bearer ...`
 //! (a JWT access token or an `sm_live_` API key), and in which tenant.
 
+use super::key_use::TOUCH_INTERVAL_MS;
 use super::{api_keys, sha256_hex};
 use crate::db::{self, accounts};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
-
-/// `last_used_at` is written at most this often per key, to keep writes off the hot path.
-pub const TOUCH_INTERVAL_MS: i64 = 60_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credential {

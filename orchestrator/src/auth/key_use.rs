@@ -11,6 +11,8 @@ use crate::db::{accounts, Db};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// `last_used_at` is marked at most this often per key, to keep writes off the hot path.
+pub const TOUCH_INTERVAL_MS: i64 = 60_000;
 /// How often the marks are written.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 /// Keys per UPDATE (well under SQLite's limit on bound parameters).
@@ -42,25 +44,25 @@ impl KeyUses {
     }
 
     /// Writes the pending marks, `last_used_at = now` for each key not touched within
-    /// `touch_interval_ms` (another replica may have written it meanwhile). What fails to be
+    /// [`TOUCH_INTERVAL_MS`] (another replica may have written it meanwhile). What fails to be
     /// written is dropped: the key's next use marks it again.
-    pub async fn flush(&self, db: &Db, now: i64, touch_interval_ms: i64) {
+    pub async fn flush(&self, db: &Db, now: i64) {
         let ids = self.take();
         for batch in ids.chunks(BATCH) {
-            if let Err(error) = accounts::touch_api_keys(db, batch, now, now - touch_interval_ms).await {
+            if let Err(error) = accounts::touch_api_keys(db, batch, now, now - TOUCH_INTERVAL_MS).await {
                 tracing::warn!(%error, keys = batch.len(), "could not record API key use");
             }
         }
     }
 
     /// Flushes every [`FLUSH_EVERY`] for as long as the process lives.
-    pub fn spawn_flusher(self: Arc<KeyUses>, db: Db, touch_interval_ms: i64) {
+    pub fn spawn_flusher(self: Arc<KeyUses>, db: Db) {
         actix_rt::spawn(async move {
             let mut tick = actix_rt::time::interval(FLUSH_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                self.flush(&db, crate::db::now_ms(), touch_interval_ms).await;
+                self.flush(&db, crate::db::now_ms()).await;
             }
         });
     }

@@ -110,6 +110,31 @@ macro_rules! with_conn {
     };
 }
 
+/// Runs `body` in a PostgreSQL transaction opened by `begin`: `BEGIN` and whatever `SET
+/// LOCAL` the transaction needs, sent as one simple query (one round trip, where a
+/// separate SET would cost another). Commits when `body` succeeds, else rolls back; what
+/// diesel's `transaction` does, with a chosen first statement.
+pub async fn pg_transaction<R>(
+    conn: &mut AsyncPgConnection,
+    begin: &str,
+    body: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<R>,
+) -> Result<R> {
+    use diesel_async::{AnsiTransactionManager, TransactionManager};
+    AnsiTransactionManager::begin_transaction_sql(conn, begin).await?;
+    match body(conn).await {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(conn).await?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The body's error says more than a failed rollback would; a connection left
+            // in a transaction is not given out again by the pool.
+            let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+            Err(error)
+        }
+    }
+}
+
 /// The busy timeout comes first: switching to WAL takes a lock too, and a new connection
 /// opened while another one writes must wait for it rather than fail "database is locked".
 const SQLITE_SETUP: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \

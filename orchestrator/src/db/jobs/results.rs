@@ -11,7 +11,7 @@ use crate::with_conn;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared_protocol::JobStatus;
 use std::collections::HashMap;
 
@@ -107,14 +107,7 @@ pub async fn write_batch(
             let mut conn = pool.get().await?;
             // The three statements are pipelined: sent together, answered in one round
             // trip, inside the transaction.
-            conn.transaction::<_, Error, _>(async |conn| {
-                // The statements take their rows as arrays. A custom plan sees each array's
-                // length and so always looks cheaper than the generic plan (costed for 100
-                // rows), so PostgreSQL would plan every execution anew: ~18 % of its CPU in
-                // the bench. The generic plans are the same index probes (EXPLAIN on 200,000
-                // jobs, with and without statistics: one `jobs_tenant` probe per result, one
-                // `jobs_claimable` range per claim); this transaction keeps them.
-                conn.batch_execute(GENERIC_PLANS).await?;
+            crate::db::pg_transaction(&mut conn, BEGIN_WITH_GENERIC_PLANS, async |conn| {
                 let conn: &AsyncPgConnection = conn;
                 let (_, stored, claimed) = futures_util::try_join!(
                     insert_pg(conn, new_jobs),
@@ -180,8 +173,13 @@ pub async fn write_batch(
     Ok(Written { outcomes, claimed })
 }
 
-/// Sent first in the group commit's transaction on PostgreSQL (see `write_batch`).
-const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+/// How the group commit's transaction begins on PostgreSQL. Its statements take their rows
+/// as arrays. A custom plan sees each array's length and so always looks cheaper than the
+/// generic plan (costed for 100 rows): PostgreSQL would plan every execution anew, ~18 % of
+/// its CPU in the bench. The generic plans are the same index probes (EXPLAIN on 200,000
+/// jobs, with and without statistics: one `jobs_tenant` probe per result, one
+/// `jobs_claimable` range per claim), so this transaction keeps them.
+const BEGIN_WITH_GENERIC_PLANS: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// Every result in one UPDATE: the batch as arrays, one per column, unnested into rows.
 async fn store_all_pg(

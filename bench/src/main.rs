@@ -14,6 +14,11 @@
 //!
 //! `--check` is CI's regression check instead (see [`regression`]).
 
+/// The orchestrator's own allocator (see orchestrator/src/main.rs), so that the in-process
+/// orchestrator measures as the shipped binary runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::future::join_all;
 use orchestrator::db;

@@ -118,7 +118,14 @@ impl OrchestratorClient {
     }
 
     /// Held open by the orchestrator for up to `wait`; the client waits a margin longer.
-    pub async fn poll(&self, capacity: usize, wait: Duration) -> Result<PollResponse, AgentError> {
+    /// With a heartbeat it is a `POST` carrying it (only to an orchestrator that said, on
+    /// registration, that it takes them so), otherwise a `GET`.
+    pub async fn poll(
+        &self,
+        capacity: usize,
+        wait: Duration,
+        heartbeat: Option<&HeartbeatRequest>,
+    ) -> Result<PollResponse, AgentError> {
         let (index, base) = self.base();
         let url = format!(
             "{base}/agent/poll?agent={}&capacity={capacity}&wait={}&start=implicit",
@@ -126,14 +133,17 @@ impl OrchestratorClient {
             self.agent_name,
             wait.as_secs()
         );
-        let response = self
-            .http
-            .get(url)
-            .insert_header((awc::http::header::AUTHORIZATION, &*self.authorization))
-            .timeout(wait + POLL_TIMEOUT_MARGIN)
-            .send()
-            .await
-            .map_err(|error| unreachable("poll", error));
+        let request = match heartbeat {
+            Some(_) => self.http.post(url),
+            None => self.http.get(url),
+        }
+        .insert_header((awc::http::header::AUTHORIZATION, &*self.authorization))
+        .timeout(wait + POLL_TIMEOUT_MARGIN);
+        let response = match heartbeat {
+            Some(heartbeat) => request.send_json(heartbeat).await,
+            None => request.send().await,
+        }
+        .map_err(|error| unreachable("poll", error));
         let response = self.note(index, response)?;
         self.note(index, read_json("poll", response).await)
     }

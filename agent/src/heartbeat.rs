@@ -2,16 +2,34 @@
 //! effect without a restart), tells the orchestrator the agent is alive with its scripts
 //! and running jobs, lists every job it holds (running, or with its result not yet
 //! accepted: `held_jobs`), and passes on the cancellations it gets back.
+//!
+//! When the orchestrator takes heartbeats on the poll (`heartbeat_in_poll` in its
+//! registration answer), the poller carries them instead: it asks for one with
+//! [`Compose`] when one is due, and this actor only keeps the manifest fresh.
 
 use crate::client::OrchestratorClient;
+use crate::error::AgentError;
 use crate::executor::{CancelJobs, Executor, ManifestReloaded, RunningJobIds};
 use crate::manifest;
 use crate::metrics::Metrics;
 use crate::registration::{AgentIdentity, Register, Registered, Registrar};
 use crate::reporter::{HeldResults, Reporter};
 use actix::prelude::*;
+use shared_protocol::manifest::ManifestEntry;
 use shared_protocol::protocol::HeartbeatRequest;
+use std::future::Future;
 use std::time::Duration;
+
+/// The orchestrator refused a heartbeat on the poll (a replica older than the one the
+/// agent registered with): heartbeats go on their own again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BeatOnItsOwn;
+
+/// This cycle's heartbeat, for the poller to carry (manifest re-read from disk).
+#[derive(Message)]
+#[rtype(result = "Result<HeartbeatRequest, AgentError>")]
+pub struct Compose;
 
 pub struct Heartbeat {
     client: OrchestratorClient,
@@ -25,6 +43,8 @@ pub struct Heartbeat {
     registered: bool,
     /// One heartbeat at a time: a slow orchestrator must not pile them up.
     in_flight: bool,
+    /// The poller carries the heartbeats (see the module docs).
+    in_poll: bool,
 }
 
 impl Heartbeat {
@@ -46,41 +66,52 @@ impl Heartbeat {
             metrics,
             registered: false,
             in_flight: false,
+            in_poll: false,
         }
     }
 
-    fn tick(&mut self, ctx: &mut Context<Self>) {
-        // The manifest is reloaded every cycle even while unregistered: the executor
-        // must stop running a script the moment it leaves the file.
+    /// Re-reads the manifest, hands it to the executor, and returns its entries.
+    fn reload_manifest(&self) -> Vec<ManifestEntry> {
         let manifest = manifest::load_or_empty(&self.identity.manifest_path, &self.identity.scripts_dir);
         let scripts = manifest.entries();
         self.executor.do_send(ManifestReloaded(manifest));
+        scripts
+    }
 
-        if !self.registered || self.in_flight {
-            return;
-        }
-        self.in_flight = true;
-        let client = self.client.clone();
+    /// The heartbeat: `scripts`, and the jobs the agent runs and holds right now.
+    fn compose(&self, scripts: Vec<ManifestEntry>) -> impl Future<Output = Result<HeartbeatRequest, AgentError>> {
         let executor = self.executor.clone();
         let reporter = self.reporter.clone();
         let agent_name = self.identity.agent_name.clone();
         let heartbeat_interval = self.identity.heartbeat_interval_secs;
-        let beat = async move {
+        async move {
             let running_jobs = executor.send(RunningJobIds).await?;
             // Asked second: a job leaves the executor only once the reporter has its
             // result, so no job can slip between the two answers.
             let unreported = reporter.send(HeldResults).await?;
             let held_jobs = running_jobs.iter().cloned().chain(unreported).collect();
-            let request = HeartbeatRequest {
+            Ok(HeartbeatRequest {
                 agent_name,
                 scripts,
                 running_jobs,
                 heartbeat_interval,
                 version: Some(env!("CARGO_PKG_VERSION").to_owned()),
                 held_jobs: Some(held_jobs),
-            };
-            client.heartbeat(&request).await
-        };
+            })
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        // The manifest is reloaded every cycle even while unregistered: the executor
+        // must stop running a script the moment it leaves the file.
+        let scripts = self.reload_manifest();
+        if !self.registered || self.in_poll || self.in_flight {
+            return;
+        }
+        self.in_flight = true;
+        let client = self.client.clone();
+        let request = self.compose(scripts);
+        let beat = async move { client.heartbeat(&request.await?).await };
         ctx.spawn(beat.into_actor(self).map(|result, act, _| {
             act.in_flight = false;
             match result {
@@ -122,7 +153,25 @@ impl Actor for Heartbeat {
 impl Handler<Registered> for Heartbeat {
     type Result = ();
 
-    fn handle(&mut self, _: Registered, _: &mut Context<Self>) {
+    fn handle(&mut self, registered: Registered, _: &mut Context<Self>) {
         self.registered = true;
+        self.in_poll = registered.heartbeat_in_poll;
+    }
+}
+
+impl Handler<BeatOnItsOwn> for Heartbeat {
+    type Result = ();
+
+    fn handle(&mut self, _: BeatOnItsOwn, _: &mut Context<Self>) {
+        self.in_poll = false;
+    }
+}
+
+impl Handler<Compose> for Heartbeat {
+    type Result = ResponseFuture<Result<HeartbeatRequest, AgentError>>;
+
+    fn handle(&mut self, _: Compose, _: &mut Context<Self>) -> Self::Result {
+        let scripts = self.reload_manifest();
+        Box::pin(self.compose(scripts))
     }
 }

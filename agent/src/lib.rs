@@ -3,11 +3,13 @@
 //!
 //! Actors (all on one actix thread; see DESIGN.md):
 //! - [`registration::Registrar`] registers at start-up and after a 404, then tells the others;
-//! - [`poller::Poller`] keeps one long-poll open and confirms each job with `/start`;
+//! - [`poller::Poller`] keeps one long-poll open (carrying the heartbeats, when the
+//!   orchestrator takes them on the poll);
 //! - [`executor::Executor`] runs the jobs under the security contract;
 //! - [`reporter::Reporter`] spools each result and delivers it, retrying forever;
 //! - [`live::LiveOutput`] streams running jobs' output to the orchestrator (best effort);
-//! - [`heartbeat::Heartbeat`] reloads the manifest and beats every interval.
+//! - [`heartbeat::Heartbeat`] reloads the manifest every interval and composes the
+//!   heartbeats (sending them itself to orchestrators that do not take them on the poll).
 //!
 //! The health server ([`health`]) runs beside them on its own worker thread.
 
@@ -179,21 +181,23 @@ pub async fn start(config: Config) -> Result<RunningAgent, AgentError> {
     )
     .start();
     let registrar = Registrar::new(client.clone(), identity.clone(), executor.clone(), metrics.clone()).start();
-    let poller = Poller::new(
-        client.clone(),
-        executor.clone(),
-        registrar.clone(),
-        metrics.clone(),
-        config.poll_wait,
-    )
-    .start();
     let heartbeat = Heartbeat::new(
-        client,
+        client.clone(),
         identity,
         executor.clone(),
         reporter.clone(),
         registrar.clone(),
+        metrics.clone(),
+    )
+    .start();
+    let poller = Poller::new(
+        client,
+        executor.clone(),
+        heartbeat.clone(),
+        registrar.clone(),
         metrics,
+        config.poll_wait,
+        config.heartbeat_interval,
     )
     .start();
 

@@ -4,17 +4,22 @@
 //! the heartbeat's `held_jobs` lets the orchestrator requeue any answer that was lost on
 //! the way. Cancellations go straight to the executor. A capacity-0 poll is replaced as soon
 //! as a slot frees up, and failures back off with jitter until the orchestrator is back.
+//!
+//! When the orchestrator takes heartbeats on the poll, the poller carries them: a poll
+//! sent when one is due holds it (`POST /agent/poll`), and no poll waits past the next
+//! one's due time ([`BeatSchedule`]). The agent then keeps one connection, not two.
 
 use crate::backoff::Backoff;
 use crate::client::OrchestratorClient;
 use crate::error::AgentError;
 use crate::executor::{CancelJobs, Executor, FreeSlots, RunJob, SlotFreed};
+use crate::heartbeat::{BeatOnItsOwn, Compose, Heartbeat};
 use crate::job_id::parse_job_id;
 use crate::metrics::{Metrics, PollResult};
 use crate::registration::{Register, Registered, Registrar};
 use actix::prelude::*;
 use shared_protocol::protocol::PollResponse;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The pause before polling the next replica after one failed.
 const FAIL_OVER_DELAY: Duration = Duration::from_millis(50);
@@ -38,12 +43,82 @@ enum State {
     BackingOff,
 }
 
+/// When the heartbeats carried by polls are due, and so how long a poll may wait.
+#[derive(Debug)]
+pub struct BeatSchedule {
+    interval: Duration,
+    /// Whether polls carry heartbeats at all (the orchestrator takes them so).
+    enabled: bool,
+    due: Instant,
+}
+
+/// What the next poll does about the heartbeat.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PollPlan {
+    /// Carry a heartbeat.
+    pub beat: bool,
+    /// Ask the orchestrator to hold the poll this long at most.
+    pub wait: Duration,
+}
+
+impl BeatSchedule {
+    pub fn new(interval: Duration, now: Instant) -> BeatSchedule {
+        BeatSchedule {
+            interval,
+            enabled: false,
+            due: now + interval,
+        }
+    }
+
+    /// (Re-)registered: the registration told the orchestrator we are alive, so the
+    /// next heartbeat is an interval away.
+    pub fn registered(&mut self, heartbeat_in_poll: bool, now: Instant) {
+        self.enabled = heartbeat_in_poll;
+        self.due = now + self.interval;
+    }
+
+    /// The poll going out at `now`: a heartbeat when one is due, and a wait that ends by
+    /// the next due time (in whole seconds, as the orchestrator takes it: at most a second
+    /// late).
+    pub fn plan(&self, now: Instant, poll_wait: Duration) -> PollPlan {
+        if !self.enabled {
+            return PollPlan {
+                beat: false,
+                wait: poll_wait,
+            };
+        }
+        if now >= self.due {
+            return PollPlan {
+                beat: true,
+                wait: poll_wait.min(self.interval),
+            };
+        }
+        let until_due = Duration::from_secs((self.due - now).as_secs_f64().ceil() as u64);
+        PollPlan {
+            beat: false,
+            wait: poll_wait.min(until_due),
+        }
+    }
+
+    /// A poll sent at `sent_at` delivered the heartbeat.
+    pub fn delivered(&mut self, sent_at: Instant) {
+        self.due = sent_at + self.interval;
+    }
+
+    /// Polls carry no more heartbeats (until the next registration says otherwise).
+    pub fn stop_carrying(&mut self) {
+        self.enabled = false;
+    }
+}
+
 pub struct Poller {
     client: OrchestratorClient,
     executor: Addr<Executor>,
+    heartbeat: Addr<Heartbeat>,
     registrar: Addr<Registrar>,
     metrics: Metrics,
     poll_wait: Duration,
+    schedule: BeatSchedule,
     state: State,
     backoff: Backoff,
     /// Polls failed for connectivity in a row: while other ORCHESTRATOR_URLs are left
@@ -55,16 +130,20 @@ impl Poller {
     pub fn new(
         client: OrchestratorClient,
         executor: Addr<Executor>,
+        heartbeat: Addr<Heartbeat>,
         registrar: Addr<Registrar>,
         metrics: Metrics,
         poll_wait: Duration,
+        heartbeat_interval: Duration,
     ) -> Poller {
         Poller {
             client,
             executor,
+            heartbeat,
             registrar,
             metrics,
             poll_wait,
+            schedule: BeatSchedule::new(heartbeat_interval, Instant::now()),
             state: State::Unregistered,
             backoff: Backoff::default(),
             failures_in_a_row: 0,
@@ -72,21 +151,70 @@ impl Poller {
     }
 
     fn poll_now(&mut self, ctx: &mut Context<Self>) {
+        let sent_at = Instant::now();
+        let plan = self.schedule.plan(sent_at, self.poll_wait);
         let executor = self.executor.clone();
-        let ask_capacity = async move { executor.send(FreeSlots).await.unwrap_or(0) };
-        let poll = ask_capacity
+        let heartbeat = self.heartbeat.clone();
+        let prepare = async move {
+            let capacity = executor.send(FreeSlots).await.unwrap_or(0);
+            let beat = match plan.beat {
+                true => match heartbeat.send(Compose).await {
+                    Ok(Ok(request)) => Some(request),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "could not put the heartbeat together; polling without it");
+                        None
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the heartbeat actor is gone");
+                        None
+                    }
+                },
+                false => None,
+            };
+            (capacity, beat)
+        };
+        let poll = prepare
             .into_actor(self)
-            .then(|capacity, act, _| {
+            .then(move |(capacity, beat), act, _| {
                 if let State::Polling { capacity: known, .. } = &mut act.state {
                     *known = Some(capacity);
                 }
                 let client = act.client.clone();
-                let wait = act.poll_wait;
-                async move { (capacity, client.poll(capacity, wait).await) }.into_actor(act)
+                async move {
+                    let result = client.poll(capacity, plan.wait, beat.as_ref()).await;
+                    (capacity, beat.is_some(), result)
+                }
+                .into_actor(act)
             })
-            .map(|(capacity, result), act, ctx| act.on_answer(capacity, result, ctx));
+            .map(move |(capacity, carried_beat, result), act, ctx| {
+                if carried_beat {
+                    act.beat_settled(sent_at, &result);
+                }
+                act.on_answer(capacity, result, ctx)
+            });
         let handle = ctx.spawn(poll);
         self.state = State::Polling { handle, capacity: None };
+    }
+
+    /// A poll carrying a heartbeat came back, or failed.
+    fn beat_settled(&mut self, sent_at: Instant, result: &Result<PollResponse, AgentError>) {
+        match result {
+            Ok(_) => {
+                self.schedule.delivered(sent_at);
+                self.metrics.heartbeats_sent.inc();
+            }
+            Err(error) => {
+                self.metrics.heartbeats_failed.inc();
+                if error.http_status() == Some(405) {
+                    // A replica that does not take heartbeats on the poll (an older version,
+                    // mid-upgrade): poll and beat apart, as with any such orchestrator.
+                    tracing::warn!("the orchestrator takes no heartbeats on the poll; sending them on their own");
+                    self.schedule.stop_carrying();
+                    self.heartbeat.do_send(BeatOnItsOwn);
+                }
+                // Otherwise still due: the next poll carries it.
+            }
+        }
     }
 
     fn on_answer(&mut self, capacity: usize, result: Result<PollResponse, AgentError>, ctx: &mut Context<Self>) {
@@ -178,7 +306,8 @@ impl Actor for Poller {
 impl Handler<Registered> for Poller {
     type Result = ();
 
-    fn handle(&mut self, _: Registered, ctx: &mut Context<Self>) {
+    fn handle(&mut self, registered: Registered, ctx: &mut Context<Self>) {
+        self.schedule.registered(registered.heartbeat_in_poll, Instant::now());
         if matches!(self.state, State::Unregistered) {
             self.poll_now(ctx);
         }
@@ -205,5 +334,116 @@ impl Handler<StopPolling> for Poller {
 
     fn handle(&mut self, _: StopPolling, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(60);
+    const POLL_WAIT: Duration = Duration::from_secs(50);
+
+    fn schedule(heartbeat_in_poll: bool) -> (BeatSchedule, Instant) {
+        let start = Instant::now();
+        let mut schedule = BeatSchedule::new(INTERVAL, start);
+        schedule.registered(heartbeat_in_poll, start);
+        (schedule, start)
+    }
+
+    #[test]
+    fn without_heartbeats_in_the_poll_polls_wait_the_full_time_and_carry_none() {
+        let (schedule, start) = schedule(false);
+        for later in [0, 30, 59, 60, 600] {
+            let plan = schedule.plan(start + Duration::from_secs(later), POLL_WAIT);
+            assert_eq!(
+                plan,
+                PollPlan {
+                    beat: false,
+                    wait: POLL_WAIT
+                },
+                "{later} s in"
+            );
+        }
+    }
+
+    #[test]
+    fn a_poll_waits_no_longer_than_until_the_next_heartbeat_is_due() {
+        let (schedule, start) = schedule(true);
+        assert_eq!(schedule.plan(start, POLL_WAIT).wait, POLL_WAIT);
+        assert_eq!(
+            schedule.plan(start + Duration::from_secs(50), POLL_WAIT).wait,
+            Duration::from_secs(10)
+        );
+        // Rounded up to whole seconds: never a zero wait, at most a second late.
+        let plan = schedule.plan(start + Duration::from_millis(59_700), POLL_WAIT);
+        assert_eq!(
+            plan,
+            PollPlan {
+                beat: false,
+                wait: Duration::from_secs(1)
+            }
+        );
+    }
+
+    #[test]
+    fn a_due_heartbeat_rides_on_the_next_poll_until_one_delivers_it() {
+        let (mut schedule, start) = schedule(true);
+        let due = start + INTERVAL;
+        assert_eq!(
+            schedule.plan(due, POLL_WAIT),
+            PollPlan {
+                beat: true,
+                wait: POLL_WAIT
+            }
+        );
+        // The poll failed: the next one carries it again.
+        assert!(schedule.plan(due + Duration::from_secs(3), POLL_WAIT).beat);
+        schedule.delivered(due + Duration::from_secs(3));
+        let plan = schedule.plan(due + Duration::from_secs(4), POLL_WAIT);
+        assert!(!plan.beat);
+        assert_eq!(plan.wait, POLL_WAIT);
+        assert!(schedule.plan(due + Duration::from_secs(63), POLL_WAIT).beat);
+    }
+
+    #[test]
+    fn a_short_interval_caps_the_wait_of_a_poll_that_carries_a_heartbeat() {
+        let start = Instant::now();
+        let mut schedule = BeatSchedule::new(Duration::from_secs(5), start);
+        schedule.registered(true, start);
+        let plan = schedule.plan(start + Duration::from_secs(5), POLL_WAIT);
+        assert_eq!(
+            plan,
+            PollPlan {
+                beat: true,
+                wait: Duration::from_secs(5)
+            }
+        );
+    }
+
+    #[test]
+    fn polls_stop_carrying_heartbeats_when_told_until_a_registration_says_otherwise() {
+        let (mut schedule, start) = schedule(true);
+        let due = start + INTERVAL;
+        schedule.stop_carrying();
+        assert_eq!(
+            schedule.plan(due, POLL_WAIT),
+            PollPlan {
+                beat: false,
+                wait: POLL_WAIT
+            }
+        );
+        schedule.registered(true, due);
+        assert!(schedule.plan(due + INTERVAL, POLL_WAIT).beat);
+    }
+
+    #[test]
+    fn registering_again_restarts_the_interval() {
+        let (mut schedule, start) = schedule(true);
+        let later = start + Duration::from_secs(90);
+        assert!(schedule.plan(later, POLL_WAIT).beat);
+        schedule.registered(true, later);
+        assert!(!schedule.plan(later, POLL_WAIT).beat);
+        assert!(schedule.plan(later + INTERVAL, POLL_WAIT).beat);
     }
 }

@@ -21,7 +21,11 @@ pub struct Register;
 /// The orchestrator accepted the registration.
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "()")]
-pub struct Registered;
+pub struct Registered {
+    /// It takes heartbeats on the poll (`POST /agent/poll`): the poller sends them, and
+    /// the heartbeat actor only composes them.
+    pub heartbeat_in_poll: bool,
+}
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -106,14 +110,21 @@ impl Registrar {
             client.register(&request).await
         };
         ctx.spawn(register.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(_) => {
+            Ok(response) => {
                 act.in_progress = false;
                 act.backoff.reset();
                 act.metrics.registrations.inc();
                 act.metrics.set_connected(true);
-                tracing::info!(scripts = script_count, "registered with the orchestrator");
+                tracing::info!(
+                    scripts = script_count,
+                    heartbeat_in_poll = response.heartbeat_in_poll,
+                    "registered with the orchestrator"
+                );
+                let registered = Registered {
+                    heartbeat_in_poll: response.heartbeat_in_poll,
+                };
                 for subscriber in &act.subscribers {
-                    subscriber.do_send(Registered);
+                    subscriber.do_send(registered);
                 }
             }
             Err(error) => {

@@ -53,6 +53,16 @@ struct FakeState {
     /// Answer the next poll with 404 ("unknown agent").
     forget_agent: bool,
     bad_auth: usize,
+    /// Say on registration that heartbeats may ride on the poll (`POST /agent/poll`).
+    heartbeat_in_poll: bool,
+    /// Heartbeats that came on their own (`POST /agent/heartbeat`) and on polls.
+    heartbeat_requests: usize,
+    heartbeats_on_polls: usize,
+    /// Answer heartbeats on polls 405, as a replica from before they were taken does.
+    refuse_heartbeat_in_poll: bool,
+    heartbeat_refusals: usize,
+    /// The `wait` asked by each poll, in order.
+    poll_waits: Vec<u64>,
 }
 
 #[derive(Clone)]
@@ -85,6 +95,7 @@ impl Fake {
                 .route("/register-agent", web::post().to(register))
                 .route("/agent/heartbeat", web::post().to(heartbeat))
                 .route("/agent/poll", web::get().to(poll))
+                .route("/agent/poll", web::post().to(poll_with_heartbeat))
                 .route("/agent/jobs/{id}/result", web::post().to(result))
                 .route("/agent/results", web::post().to(results))
                 .route("/agent/output", web::post().to(output))
@@ -176,8 +187,14 @@ async fn register(
         return HttpResponse::Unauthorized().finish();
     }
     let name = body["agent_name"].as_str().unwrap_or_default().to_owned();
-    state.lock().expect("fake state").registrations.push(body.into_inner());
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok", "agent": name}))
+    let mut state = state.lock().expect("fake state");
+    state.registrations.push(body.into_inner());
+    if state.heartbeat_in_poll {
+        HttpResponse::Ok().json(serde_json::json!({"status": "ok", "agent": name, "heartbeat_in_poll": true}))
+    } else {
+        // As an orchestrator from before heartbeats rode on polls answers.
+        HttpResponse::Ok().json(serde_json::json!({"status": "ok", "agent": name}))
+    }
 }
 
 async fn heartbeat(
@@ -189,9 +206,44 @@ async fn heartbeat(
         return HttpResponse::Unauthorized().finish();
     }
     let mut state = state.lock().expect("fake state");
+    state.heartbeat_requests += 1;
     state.heartbeats.push(body.into_inner());
     let cancel = std::mem::take(&mut state.heartbeat_cancels);
     HttpResponse::Ok().json(serde_json::json!({"status": "ok", "cancel": cancel}))
+}
+
+/// `POST /agent/poll`: the heartbeat in the body, then the poll; the heartbeat's cancel
+/// orders are answered at once.
+async fn poll_with_heartbeat(
+    request: HttpRequest,
+    state: web::Data<Mutex<FakeState>>,
+    query: web::Query<HashMap<String, String>>,
+    body: web::Json<serde_json::Value>,
+) -> HttpResponse {
+    if !authorised(&request, &state) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    {
+        let mut state = state.lock().expect("fake state");
+        assert!(
+            state.heartbeat_in_poll,
+            "a heartbeat on a poll the orchestrator never offered"
+        );
+        if state.refuse_heartbeat_in_poll {
+            state.heartbeat_refusals += 1;
+            return HttpResponse::MethodNotAllowed().json(serde_json::json!({
+                "error": {"code": "method_not_allowed", "message": "POST is not allowed here"}
+            }));
+        }
+        assert_eq!(body["agent_name"], query["agent"].as_str(), "{body}");
+        state.heartbeats_on_polls += 1;
+        state.heartbeats.push(body.into_inner());
+        let cancel = std::mem::take(&mut state.heartbeat_cancels);
+        if !cancel.is_empty() {
+            return HttpResponse::Ok().json(serde_json::json!({"jobs": [], "cancel": cancel}));
+        }
+    }
+    poll(request, state, query).await
 }
 
 async fn poll(
@@ -207,6 +259,7 @@ async fn poll(
     {
         let mut state = state.lock().expect("fake state");
         state.polls.push(capacity);
+        state.poll_waits.push(wait);
         let mode = query.get("start").cloned().unwrap_or_default();
         state.poll_start_modes.push(mode);
         if std::mem::take(&mut state.forget_agent) {
@@ -623,6 +676,89 @@ async fn heartbeats_list_every_job_held_until_its_result_is_accepted() {
         fake.with(|s| s.heartbeats.len() > beats_after && !held_in(s.heartbeats.last().unwrap(), "job_held"))
     })
     .await;
+    // This orchestrator never offered heartbeats on the poll: they came on their own.
+    fake.with(|s| {
+        assert_eq!(s.heartbeats_on_polls, 0);
+        assert_eq!(s.heartbeat_requests, s.heartbeats.len());
+    });
+}
+
+#[actix_rt::test]
+async fn heartbeats_go_on_their_own_again_when_a_poll_refuses_them() {
+    let fake = Fake::start();
+    // Registered where heartbeats ride on polls, then polling a replica that refuses them.
+    fake.with(|s| {
+        s.heartbeat_in_poll = true;
+        s.refuse_heartbeat_in_poll = true;
+    });
+    let scripts = Scripts::new(&[("ok.sh", "#!/bin/sh\necho ok\n")]);
+    let agent = AgentProcess::spawn(&fake, &scripts, &[]);
+    wait_until("heartbeats on their own", Duration::from_secs(15), || {
+        fake.with(|s| s.heartbeat_requests >= 2)
+    })
+    .await;
+    assert_eq!(fake.with(|s| s.heartbeat_refusals), 1, "{}", agent.log());
+    fake.queue("job_after_405", "ok.sh", &[]);
+    let report = fake.wait_for_result("job_after_405", Duration::from_secs(10)).await;
+    assert_eq!(report.outcome, RunOutcome::Success, "{}", agent.log());
+}
+
+#[actix_rt::test]
+async fn heartbeats_ride_on_the_poll_when_the_orchestrator_takes_them() {
+    let fake = Fake::start();
+    fake.with(|s| s.heartbeat_in_poll = true);
+    let pid_path = unique("scriptmesh-cancel-in-poll");
+    let long = "#!/bin/sh\nsleep 1000 &\necho $! > \"$pidfile\"\nwait\n";
+    let scripts = Scripts::new(&[("long.sh", long)]);
+    // Polls may be held 30 s, but a heartbeat is due every second.
+    let agent = AgentProcess::spawn(&fake, &scripts, &[("POLL_WAIT_SECS", "30")]);
+    wait_until("three heartbeats on polls", Duration::from_secs(10), || {
+        fake.with(|s| s.heartbeats_on_polls >= 3)
+    })
+    .await;
+    fake.with(|s| {
+        assert!(
+            s.poll_waits.iter().all(|&wait| wait <= 1),
+            "a poll waited past the next heartbeat: {:?}",
+            s.poll_waits
+        );
+        let beat = s.heartbeats.last().expect("a heartbeat");
+        assert_eq!(beat["agent_name"], "test-agent-1");
+        assert_eq!(beat["heartbeat_interval"], 1);
+        assert_eq!(beat["scripts"][0]["name"], "long.sh", "{beat}");
+    });
+
+    // A running job is listed in the heartbeats, and a cancel order answering one kills it.
+    fake.queue(
+        "job_cancel_in_poll",
+        "long.sh",
+        &[("pidfile", pid_path.to_str().expect("utf8"))],
+    );
+    wait_until("the job running", Duration::from_secs(10), || {
+        read_pid(&pid_path).is_some()
+    })
+    .await;
+    let pid = read_pid(&pid_path).expect("pid");
+    wait_until("a heartbeat on a poll listing the job", Duration::from_secs(5), || {
+        fake.with(|s| {
+            s.heartbeats
+                .last()
+                .is_some_and(|beat| beat["running_jobs"] == serde_json::json!(["job_cancel_in_poll"]))
+        })
+    })
+    .await;
+    fake.with(|s| s.heartbeat_cancels.push("job_cancel_in_poll".into()));
+    let report = fake
+        .wait_for_result("job_cancel_in_poll", Duration::from_secs(10))
+        .await;
+    assert_eq!(report.outcome, RunOutcome::Cancelled, "{report:?}\n{}", agent.log());
+    wait_until("the script's child gone", Duration::from_secs(3), || !is_running(pid)).await;
+    let _ = std::fs::remove_file(pid_path);
+
+    fake.with(|s| {
+        assert_eq!(s.heartbeat_requests, 0, "no heartbeat needs a request of its own");
+        assert_eq!(s.heartbeats_on_polls, s.heartbeats.len());
+    });
 }
 
 #[actix_rt::test]

@@ -694,6 +694,8 @@ fn ms(d: Duration) -> f64 {
 /// heartbeats and re-polls costs.
 mod idle {
     use super::*;
+    use agent::poller::BeatSchedule;
+    use futures_util::future::Either;
     use shared_protocol::protocol::HeartbeatRequest;
 
     const POLL_WAIT_SECS: u64 = 50;
@@ -810,39 +812,45 @@ mod idle {
         let _ = child.wait();
     }
 
-    /// Polls (50 s, nothing comes) and heartbeats once a minute, the first at a spread offset.
+    /// Polls (50 s, nothing comes) and heartbeats once a minute, the first at a spread
+    /// offset, as the agent does: the heartbeat rides on the poll due when it is
+    /// ([`BeatSchedule`]), on the one connection the agent keeps.
     async fn idle_agent(base: String, key: String, name: String, index: usize, polls: Rc<RefCell<usize>>) {
         let client = client();
-        let (hb_base, hb_key, hb_name) = (base.clone(), key.clone(), name.clone());
-        actix_rt::spawn(async move {
-            let client = super::client();
-            let offset = Duration::from_millis((index as u64 * 7919) % (HEARTBEAT_SECS * 1000));
-            actix_rt::time::sleep(offset).await;
-            loop {
-                let request = HeartbeatRequest {
-                    agent_name: hb_name.clone(),
-                    scripts: Vec::new(),
-                    running_jobs: Vec::new(),
-                    heartbeat_interval: HEARTBEAT_SECS,
-                    version: None,
-                    held_jobs: Some(Vec::new()),
-                };
-                let _ = client
-                    .post(format!("{hb_base}/agent/heartbeat"))
-                    .bearer_auth(&hb_key)
-                    .send_json(&request)
-                    .await;
-                actix_rt::time::sleep(Duration::from_secs(HEARTBEAT_SECS)).await;
-            }
-        });
+        let interval = Duration::from_secs(HEARTBEAT_SECS);
+        let offset = Duration::from_millis((index as u64 * 7919) % (HEARTBEAT_SECS * 1000));
+        let now = Instant::now();
+        let mut schedule = BeatSchedule::new(interval, now);
+        // As if it had registered an interval before its first heartbeat, due in `offset`.
+        schedule.registered(true, now.checked_sub(interval - offset).unwrap_or(now));
+        let heartbeat = HeartbeatRequest {
+            agent_name: name.clone(),
+            scripts: Vec::new(),
+            running_jobs: Vec::new(),
+            heartbeat_interval: HEARTBEAT_SECS,
+            version: None,
+            held_jobs: Some(Vec::new()),
+        };
         let mut counted = false;
         loop {
-            let url = format!("{base}/agent/poll?agent={name}&capacity=1&wait={POLL_WAIT_SECS}&start=implicit");
-            let request = client
-                .get(&url)
-                .bearer_auth(&key)
-                .timeout(Duration::from_secs(POLL_WAIT_SECS + 30));
-            let sent = request.send();
+            let sent_at = Instant::now();
+            let plan = schedule.plan(sent_at, Duration::from_secs(POLL_WAIT_SECS));
+            let url = format!(
+                "{base}/agent/poll?agent={name}&capacity=1&wait={}&start=implicit",
+                plan.wait.as_secs()
+            );
+            let timeout = plan.wait + Duration::from_secs(30);
+            let sent = if plan.beat {
+                Either::Left(
+                    client
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .timeout(timeout)
+                        .send_json(&heartbeat),
+                )
+            } else {
+                Either::Right(client.get(&url).bearer_auth(&key).timeout(timeout).send())
+            };
             if !counted {
                 // Counted once its first poll is on its way (it parks at once: no jobs).
                 counted = true;
@@ -851,6 +859,9 @@ mod idle {
             match sent.await {
                 Ok(mut response) => {
                     let _ = response.body().await;
+                    if plan.beat && response.status().is_success() {
+                        schedule.delivered(sent_at);
+                    }
                 }
                 Err(_) => actix_rt::time::sleep(Duration::from_secs(1)).await,
             }

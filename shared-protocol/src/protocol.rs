@@ -4,7 +4,9 @@
 //! - `POST /register-agent`            [`RegisterAgentRequest`] -> [`RegisterAgentResponse`]
 //! - `POST /agent/heartbeat`           [`HeartbeatRequest`] -> [`HeartbeatResponse`]
 //! - `GET  /agent/poll?agent=&capacity=&wait=&start=` -> [`PollResponse`] (held up to
-//!   `wait` s). With `start=implicit` the jobs handed out are started by the answer itself
+//!   `wait` s). `POST /agent/poll` with a [`HeartbeatRequest`] body is a heartbeat and a
+//!   poll in one request (offered when [`RegisterAgentResponse::heartbeat_in_poll`]); the
+//!   heartbeat's cancel orders come back in the poll's `cancel`, at once. With `start=implicit` the jobs handed out are started by the answer itself
 //!   (`running` from then on) and the agent sends no `/start`; such an agent lists the
 //!   jobs it holds in each heartbeat (`held_jobs`), and a job handed to it that it does not
 //!   hold a while later never arrived: it is queued again.
@@ -116,6 +118,11 @@ pub struct RegisterAgentRequest {
 pub struct RegisterAgentResponse {
     pub status: String,
     pub agent: String,
+    /// The orchestrator takes heartbeats as the body of `POST /agent/poll`, so an agent can
+    /// beat on its poll's connection instead of opening another. Absent (false) from
+    /// orchestrators that do not.
+    #[serde(default)]
+    pub heartbeat_in_poll: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -577,7 +577,10 @@ async fn bad_input_to_the_job_endpoints_gets_json_4xx() {
         .await;
     assert_eq!(
         (status, body.clone()),
-        (StatusCode::OK, json!({"status": "ok", "agent": "target"}))
+        (
+            StatusCode::OK,
+            json!({"status": "ok", "agent": "target", "heartbeat_in_poll": true})
+        )
     );
 
     let raw = |path: &str, body: &[u8]| {

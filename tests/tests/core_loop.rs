@@ -448,7 +448,10 @@ async fn the_agent_protocol_is_bound_to_the_agents_key_and_results_are_idempoten
         .await;
     assert_eq!(
         (status, body.clone()),
-        (StatusCode::OK, json!({"status": "ok", "agent": "manual"}))
+        (
+            StatusCode::OK,
+            json!({"status": "ok", "agent": "manual", "heartbeat_in_poll": true})
+        )
     );
 
     let job_id = fleet.queue("manual", "x.sh", json!({})).await;

@@ -3,7 +3,7 @@
 //! that arrive twice or late, and job handovers nobody confirmed.
 
 use scriptmesh_tests::fleet::{process_gone, wait_for_pid_file, Fleet, ProcessGroupGuard, FLEET_WAIT};
-use scriptmesh_tests::{now_ms, wait_until, StatusCode, TestApp};
+use scriptmesh_tests::{now_ms, wait_until, ApiResponse, Method, StatusCode, TestApp};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -292,7 +292,10 @@ impl<'a> ManualAgent<'a> {
         let (status, answer) = fleet.app.post_json("/register-agent", &body, Some(&fleet.key)).await;
         assert_eq!(
             (status, answer.clone()),
-            (StatusCode::OK, json!({"status": "ok", "agent": name}))
+            (
+                StatusCode::OK,
+                json!({"status": "ok", "agent": name, "heartbeat_in_poll": true})
+            )
         );
         ManualAgent {
             fleet,
@@ -317,6 +320,29 @@ impl<'a> ManualAgent<'a> {
         let (status, body) = self.fleet.app.get(&path, Some(&self.key)).await;
         assert_eq!(status, StatusCode::OK, "poll: {body}");
         body
+    }
+
+    /// A heartbeat listing the jobs the agent holds, carried by a poll (`POST /agent/poll`).
+    async fn poll_with_heartbeat(&self, held: &[&str], scripts: &[&str], wait_secs: u64) -> ApiResponse {
+        let scripts: Vec<Value> = scripts
+            .iter()
+            .map(|name| json!({"name": name, "path": name, "description": ""}))
+            .collect();
+        let body = json!({
+            "agent_name": self.name, "scripts": scripts,
+            "running_jobs": held, "held_jobs": held, "heartbeat_interval": 60,
+        });
+        let path = format!(
+            "/agent/poll?agent={}&capacity=1&wait={wait_secs}&start=implicit",
+            self.name
+        );
+        self.fleet
+            .app
+            .request(Method::POST, &path)
+            .bearer(Some(&self.key))
+            .json(&body)
+            .send()
+            .await
     }
 
     /// A heartbeat listing the jobs the agent holds.
@@ -484,6 +510,69 @@ async fn a_job_handed_out_but_never_started_is_queued_again() {
         (json!("success"), json!("second try\n")),
         "{job}"
     );
+}
+
+#[actix_rt::test]
+async fn a_heartbeat_on_the_poll_is_recorded_and_its_cancel_orders_answered_at_once() {
+    let fleet = Fleet::start().await;
+    let agent = ManualAgent::register(&fleet, "rider", 60).await;
+    let job = fleet.trigger_async("rider", "x.sh", json!({})).await;
+    // Heartbeat (with a script added to the manifest) and poll in one request.
+    let response = agent.poll_with_heartbeat(&[], &["x.sh", "y.sh"], 5).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.body["jobs"][0]["job_id"], job.as_str(), "{}", response.text);
+    assert_eq!(fleet.job(&job).await["status"], "running");
+    let scripts = fleet
+        .app
+        .query_text("SELECT scripts AS value FROM agents WHERE name = 'rider'")
+        .await;
+    assert!(
+        scripts[0].as_deref().is_some_and(|s| s.contains("y.sh")),
+        "the heartbeat's manifest was not recorded: {scripts:?}"
+    );
+
+    // Cancelled while the agent has no poll parked: the next poll, carrying a heartbeat
+    // that lists the job, answers the order (once) instead of waiting.
+    let cancelled = fleet.cancel(&job).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.text);
+    let asked = Instant::now();
+    let response = agent.poll_with_heartbeat(&[&job], &["x.sh"], 20).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.body["cancel"], json!([job]), "{}", response.text);
+    assert_eq!(response.body["jobs"], json!([]), "{}", response.text);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "waited {:?}",
+        asked.elapsed()
+    );
+
+    // Refused: a heartbeat for another agent than the poll's, an unknown agent, a person's
+    // token, a malformed body.
+    let path = "/agent/poll?agent=rider&capacity=1&wait=1";
+    let other = json!({"agent_name": "someone", "scripts": [], "heartbeat_interval": 60});
+    let send = |path: &str, body: &Value, token: Option<&str>| {
+        fleet.app.request(Method::POST, path).bearer(token).json(body).send()
+    };
+    send(path, &other, Some(&agent.key))
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let ghost = json!({"agent_name": "ghost", "scripts": [], "heartbeat_interval": 60});
+    let response = send("/agent/poll?agent=ghost&wait=1", &ghost, Some(&agent.key)).await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND, "{}", response.text);
+    let mine = json!({"agent_name": "rider", "scripts": [], "heartbeat_interval": 60});
+    let response = send(path, &mine, fleet.token()).await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN, "{}", response.text);
+    let response = fleet
+        .app
+        .request(Method::POST, path)
+        .bearer(Some(&agent.key))
+        .body("{\"agent_name\": ")
+        .send()
+        .await;
+    response.assert_error(StatusCode::BAD_REQUEST, "invalid_json");
+    let no_interval = json!({"agent_name": "rider", "scripts": [], "heartbeat_interval": 0});
+    let response = send(path, &no_interval, Some(&agent.key)).await;
+    response.assert_client_error();
 }
 
 #[actix_rt::test]

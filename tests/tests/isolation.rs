@@ -117,6 +117,13 @@ async fn another_tenant_can_neither_see_nor_touch_an_agent_or_its_jobs() {
         as_agent(Method::POST, "/agent/heartbeat").json(&heartbeat).send().await,
         "heartbeat as A's agent",
     );
+    not_found(
+        as_agent(Method::POST, "/agent/poll?agent=a-only&capacity=1&wait=1")
+            .json(&heartbeat)
+            .send()
+            .await,
+        "heartbeat on a poll as A's agent",
+    );
     let start = json!({"agent_name": "a-only", "started_at_ms": now_ms()});
     let start_response = as_agent(Method::POST, &format!("/agent/jobs/{running}/start"))
         .json(&start)
@@ -142,7 +149,10 @@ async fn another_tenant_can_neither_see_nor_touch_an_agent_or_its_jobs() {
         .await;
     assert_eq!(
         (status, body.clone()),
-        (StatusCode::OK, json!({"status": "ok", "agent": "a-only"}))
+        (
+            StatusCode::OK,
+            json!({"status": "ok", "agent": "a-only", "heartbeat_in_poll": true})
+        )
     );
     let response = fleet
         .app

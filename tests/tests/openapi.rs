@@ -68,6 +68,7 @@ async fn the_document_is_openapi_3_and_describes_the_api() {
         ("/schedules", "post"),
         ("/health", "get"),
         ("/agent/poll", "get"),
+        ("/agent/poll", "post"),
     ] {
         assert!(
             paths.get(path).and_then(|item| item.get(method)).is_some(),

@@ -15,6 +15,7 @@ use shared_protocol::protocol::{
     ResultBatchAck, StartRequest,
 };
 use std::time::Duration;
+use tokio::sync::oneshot;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Results carry up to two capped outputs, JSON-escaped.
@@ -31,7 +32,7 @@ const MAX_OUTPUT_OFFSET: u64 = 1 << 53;
 
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(Endpoint::new(__path_heartbeat, heartbeat));
-    cfg.service(Endpoint::new(__path_poll, poll));
+    cfg.service(Endpoint::new(__path_poll, poll).and(__path_poll_with_heartbeat, poll_with_heartbeat));
     cfg.service(Endpoint::new(__path_start, start));
     cfg.service(Endpoint::new(__path_result, result));
     cfg.service(Endpoint::new(__path_results, results));
@@ -118,29 +119,122 @@ fn one() -> u32 {
     security(("agent_key" = [])),
 )]
 async fn poll(state: web::Data<AppState>, caller: Caller, query: web::Query<PollQuery>) -> Result<HttpResponse> {
+    let api_key_id = agent_key(&caller)?;
+    let (wait, message) = poll_message(&state, query.into_inner(), api_key_id);
+    let mut receiver = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
+    Ok(HttpResponse::Ok().json(wait_for_answer(&mut receiver, wait).await))
+}
+
+/// Heartbeat and long-poll in one request.
+///
+/// Records the heartbeat in the body as `POST /agent/heartbeat` does, then holds the
+/// request as `GET /agent/poll` does. Cancel orders the heartbeat turns up are answered at
+/// once. An agent learns that the orchestrator takes this from `heartbeat_in_poll` in the
+/// registration answer; it saves the agent a second connection and the orchestrator a
+/// request per heartbeat.
+#[utoipa::path(
+    post, path = "/agent/poll", tag = "agent protocol",
+    params(PollQuery),
+    request_body = HeartbeatRequest,
+    responses(
+        (status = 200, description = "Jobs to start and jobs to kill (both empty when the wait ran out)", body = PollResponse),
+        (status = 403, description = "Not an API key (`api_key_required`), or the agent is registered with another key"),
+        (status = 404, description = "The agent is not registered"),
+        (status = 422, description = "A malformed query or body, or a heartbeat for another agent than `agent`"),
+    ),
+    security(("agent_key" = [])),
+)]
+async fn poll_with_heartbeat(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<PollQuery>,
+    JsonBody(request): JsonBody<HeartbeatRequest>,
+) -> Result<HttpResponse> {
     let query = query.into_inner();
-    let wait = Duration::from_secs(
-        query
-            .wait
-            .unwrap_or(state.config.max_poll_wait)
-            .min(state.config.max_poll_wait),
+    if request.agent_name != query.agent {
+        return Err(Error::Validation(format!(
+            "the heartbeat is for agent {:?} but the poll is for {:?}",
+            request.agent_name, query.agent
+        )));
+    }
+    let api_key_id = agent_key(&caller)?;
+    // Boxed, and so freed before the long wait: a parked poll keeps only what it waits with.
+    let (wait, parked) = Box::pin(beat_and_park(&state, &caller.tenant_id, query, request, api_key_id)).await?;
+    let response = match parked {
+        Ok(mut receiver) => wait_for_answer(&mut receiver, wait).await,
+        Err(answered) => answered,
+    };
+    Ok(HttpResponse::Ok().json(response))
+}
+
+/// Records the heartbeat and parks the poll: the parked poll, or (when the heartbeat
+/// turned up cancel orders) the answer to give at once.
+async fn beat_and_park(
+    state: &AppState,
+    tenant_id: &str,
+    query: PollQuery,
+    request: HeartbeatRequest,
+    api_key_id: String,
+) -> Result<(
+    Duration,
+    std::result::Result<oneshot::Receiver<PollResponse>, PollResponse>,
+)> {
+    let beat = messages::Heartbeat {
+        request,
+        api_key_id: api_key_id.clone(),
+    };
+    let (wait, poll) = poll_message(state, query, api_key_id);
+    // Both go to the supervisor together (heartbeat first): the poll parks while the
+    // heartbeat's batch is being committed, instead of after it.
+    let (beat, parked) = futures_util::join!(
+        tenant::ask(&state.tenants, tenant_id, beat),
+        tenant::ask(&state.tenants, tenant_id, poll)
     );
+    let beat = beat??;
+    let mut receiver = parked??;
+    if beat.cancel.is_empty() {
+        return Ok((wait, Ok(receiver)));
+    }
+    let mut response = take_answer(&mut receiver);
+    for job in beat.cancel {
+        if !response.cancel.contains(&job) {
+            response.cancel.push(job);
+        }
+    }
+    Ok((wait, Err(response)))
+}
+
+/// The wait the poll asked for (capped) and the message that parks it.
+fn poll_message(state: &AppState, query: PollQuery, api_key_id: String) -> (Duration, messages::Poll) {
+    let max = state.config.max_poll_wait;
+    let wait = Duration::from_secs(query.wait.unwrap_or(max).min(max));
     let message = messages::Poll {
         agent: query.agent,
-        api_key_id: agent_key(&caller)?,
+        api_key_id,
         capacity: query.capacity.min(256),
         handover: match query.start {
             StartMode::Confirmed => Handover::Confirmed,
             StartMode::Implicit => Handover::Implicit,
         },
     };
-    let receiver = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
-    let response = match tokio::time::timeout(wait, receiver).await {
+    (wait, message)
+}
+
+/// The parked poll's answer, or an empty one when the wait runs out.
+async fn wait_for_answer(receiver: &mut oneshot::Receiver<PollResponse>, wait: Duration) -> PollResponse {
+    match tokio::time::timeout(wait, &mut *receiver).await {
         Ok(Ok(response)) => response,
-        // Timed out, or the supervisor let go of the poll: nothing to do this round.
-        Ok(Err(_)) | Err(_) => PollResponse::default(),
-    };
-    Ok(HttpResponse::Ok().json(response))
+        // The supervisor let go of the poll: nothing to do this round.
+        Ok(Err(_)) => PollResponse::default(),
+        Err(_) => take_answer(receiver),
+    }
+}
+
+/// Gives up on a parked poll: closed first, so that an answer is either taken here or
+/// refused to the supervisor (which then keeps its jobs), never lost in between.
+fn take_answer(receiver: &mut oneshot::Receiver<PollResponse>) -> PollResponse {
+    receiver.close();
+    receiver.try_recv().unwrap_or_default()
 }
 
 /// The agent starts a job.

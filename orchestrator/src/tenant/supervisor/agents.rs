@@ -318,6 +318,7 @@ impl TenantSupervisor {
                 Ok(RegisterAgentResponse {
                     status: "ok".into(),
                     agent: name,
+                    heartbeat_in_poll: true,
                 })
             }),
         )

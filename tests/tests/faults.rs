@@ -573,6 +573,34 @@ async fn a_heartbeat_on_the_poll_is_recorded_and_its_cancel_orders_answered_at_o
     let no_interval = json!({"agent_name": "rider", "scripts": [], "heartbeat_interval": 0});
     let response = send(path, &no_interval, Some(&agent.key)).await;
     response.assert_client_error();
+
+    // A refused heartbeat loses no job: one handed to its poll meanwhile comes back with
+    // it, and otherwise the next poll gets it.
+    let queued = fleet.trigger_async("rider", "x.sh", json!({})).await;
+    let implicit = "/agent/poll?agent=rider&capacity=1&wait=5&start=implicit";
+    let response = send(implicit, &no_interval, Some(&agent.key)).await;
+    let handed = if response.status == StatusCode::OK {
+        response.body
+    } else {
+        response.assert_client_error();
+        agent.poll_implicitly(5).await
+    };
+    assert_eq!(handed["jobs"][0]["job_id"], queued.as_str(), "{handed}");
+
+    // The agent's row deleted behind the orchestrator's back: on SQLite the poll still parks
+    // (and is handed the job) while the heartbeat's write, a moment later, finds no agent;
+    // the job comes back all the same. On PostgreSQL the deletion's news reaches the
+    // supervisor first and both are refused: the job stays queued.
+    let late = fleet.trigger_async("rider", "x.sh", json!({})).await;
+    fleet.app.exec_sql("DELETE FROM agents WHERE name = 'rider'").await;
+    let beat = json!({"agent_name": "rider", "scripts": [], "heartbeat_interval": 60});
+    let response = send(implicit, &beat, Some(&agent.key)).await;
+    if response.status == StatusCode::OK {
+        assert_eq!(response.body["jobs"][0]["job_id"], late.as_str(), "{}", response.text);
+    } else {
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{}", response.text);
+        fleet.wait_for_job_status(&late, "pending").await;
+    }
 }
 
 #[actix_rt::test]

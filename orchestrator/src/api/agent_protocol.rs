@@ -194,8 +194,22 @@ async fn beat_and_park(
         tenant::ask(&state.tenants, tenant_id, beat),
         tenant::ask(&state.tenants, tenant_id, poll)
     );
-    let beat = beat??;
-    let mut receiver = parked??;
+    let mut receiver = match parked.and_then(|parked| parked) {
+        Ok(receiver) => receiver,
+        Err(error) => return Err(beat.and_then(|beat| beat).err().unwrap_or(error)),
+    };
+    let beat = match beat.and_then(|beat| beat) {
+        Ok(beat) => beat,
+        Err(error) => {
+            // Jobs already handed to this poll (started, with an implicit start) must
+            // reach the agent even so; otherwise the poll is given up and they stay queued.
+            let answer = take_answer(&mut receiver);
+            return match answer.jobs.is_empty() {
+                true => Err(error),
+                false => Ok((wait, Err(answer))),
+            };
+        }
+    };
     if beat.cancel.is_empty() {
         return Ok((wait, Ok(receiver)));
     }

@@ -157,19 +157,19 @@ impl Poller {
         let heartbeat = self.heartbeat.clone();
         let prepare = async move {
             let capacity = executor.send(FreeSlots).await.unwrap_or(0);
-            let beat = match plan.beat {
-                true => match heartbeat.send(Compose).await {
-                    Ok(Ok(request)) => Some(request),
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, "could not put the heartbeat together; polling without it");
-                        None
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "the heartbeat actor is gone");
-                        None
-                    }
-                },
-                false => None,
+            if !plan.beat {
+                return (capacity, None);
+            }
+            let beat = match heartbeat.send(Compose).await {
+                Ok(Ok(request)) => Some(request),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "could not put the heartbeat together; polling without it");
+                    None
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the heartbeat actor is gone");
+                    None
+                }
             };
             (capacity, beat)
         };

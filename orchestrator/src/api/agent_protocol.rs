@@ -204,9 +204,10 @@ async fn beat_and_park(
             // Jobs already handed to this poll (started, with an implicit start) must
             // reach the agent even so; otherwise the poll is given up and they stay queued.
             let answer = take_answer(&mut receiver);
-            return match answer.jobs.is_empty() {
-                true => Err(error),
-                false => Ok((wait, Err(answer))),
+            return if answer.jobs.is_empty() {
+                Err(error)
+            } else {
+                Ok((wait, Err(answer)))
             };
         }
     };

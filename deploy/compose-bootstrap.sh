@@ -3,7 +3,8 @@
 # first start it creates the first account, a verified local login, and API keys:
 #   $CREDENTIALS_DIR/admin/admin.env   SCRIPTMESH_EMAIL, SCRIPTMESH_PASSWORD and API_KEY
 #                                      (shell lines) for your own API calls
-#   $CREDENTIALS_DIR/<agent>/api_key   one key per agent, read through API_KEY_FILE
+#   $CREDENTIALS_DIR/<agent>/api_key   one agent key per agent, read through API_KEY_FILE:
+#                                      it can do that agent's work and nothing else
 # Each directory is its own volume, so an agent sees only its own key. Files that exist
 # are kept: later starts change nothing. Runs as root in the orchestrator image (fresh
 # volumes are root-owned) and hands the files to the images' user, uid 10001.
@@ -41,11 +42,11 @@ for agent in $AGENTS; do
         echo "kept $key_file"
         continue
     fi
-    lines="$(scriptmesh-orchestrator bootstrap "$EMAIL")"
-    # Among its lines is API_KEY='sm_live_...'; the file holds the bare key.
-    key="$(printf '%s\n' "$lines" | sed -n "s/^API_KEY='\(sm_live_[A-Za-z0-9_]*\)'\$/\1/p")"
+    lines="$(scriptmesh-orchestrator bootstrap "$EMAIL" --agent "$agent")"
+    # Among its lines is AGENT_API_KEY='sm_live_...'; the file holds the bare key.
+    key="$(printf '%s\n' "$lines" | sed -n "s/^AGENT_API_KEY='\(sm_live_[A-Za-z0-9_]*\)'\$/\1/p")"
     if [ -z "$key" ]; then
-        echo "scriptmesh-orchestrator bootstrap printed no API_KEY line" >&2
+        echo "scriptmesh-orchestrator bootstrap printed no AGENT_API_KEY line" >&2
         exit 1
     fi
     printf '%s\n' "$key" | store "$key_file"

@@ -64,7 +64,7 @@ impl Mailer {
     pub async fn send_invitation(&self, to: &str, tenant: &str, role: &str, code: &str) -> Result<()> {
         let subject = format!("You are invited to {tenant} on ScriptMesh: code {code}");
         let body = format!(
-            "You have been invited to join {tenant} on ScriptMesh as {role}.\n\nYour invitation code is {code}\n\n\
+            "Your invitation code is {code}\n\nYou have been invited to join {tenant} on ScriptMesh as {role}. \
              Accept it with POST /auth/accept-invite (email, code and a password), or on the dashboard's \
              sign-in page. It expires in 7 days. If you did not expect this, ignore this email.\n"
         );

@@ -31,11 +31,12 @@ const USAGE: &str = "scriptmesh-orchestrator — the ScriptMesh orchestrator
 USAGE:
     scriptmesh-orchestrator [serve]    run the API server (applies migrations first)
     scriptmesh-orchestrator migrate    apply database migrations and exit
-    scriptmesh-orchestrator bootstrap [EMAIL]
+    scriptmesh-orchestrator bootstrap [EMAIL] [--agent NAME]
                                        create (once) a verified local account and print
                                        shell assignments for it, a new admin API key
                                        (API_KEY) and a new agent key for local-agent
-                                       (AGENT_API_KEY)
+                                       (AGENT_API_KEY); with --agent, only an agent
+                                       key for that agent
     scriptmesh-orchestrator healthcheck
                                        GET /health of the server at BIND_ADDR (on this
                                        host); exit 0 when it answers 2xx (for container
@@ -82,10 +83,11 @@ pub fn cli_main() -> ExitCode {
     }
     server::init_logging(config.log_format);
     let outcome = if command.as_deref() == Some("bootstrap") {
-        let email = std::env::args()
-            .nth(2)
-            .unwrap_or_else(|| "admin@scriptmesh.local".into());
-        run_bootstrap(&config, &email)
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        match bootstrap_args(&args) {
+            Ok((email, agent)) => run_bootstrap(&config, &email, agent.as_deref()),
+            Err(error) => Err(error),
+        }
     } else if command.as_deref() == Some("migrate") {
         db::Backend::from_url(&config.database_url)
             .map_err(error::Error::Internal)
@@ -105,8 +107,38 @@ pub fn cli_main() -> ExitCode {
     }
 }
 
-fn run_bootstrap(config: &config::Config, email: &str) -> Result<(), String> {
-    let done = actix_rt::System::new()
+/// `bootstrap [EMAIL] [--agent NAME]`.
+fn bootstrap_args(args: &[String]) -> Result<(String, Option<String>), String> {
+    let mut email = None;
+    let mut agent = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--agent" => {
+                let name = rest.next().ok_or("--agent needs an agent name")?;
+                shared_protocol::ids::validate_agent_name(name)?;
+                agent = Some(name.clone());
+            }
+            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
+            address if email.is_none() => email = Some(address.to_owned()),
+            extra => return Err(format!("unexpected argument {extra:?}")),
+        }
+    }
+    Ok((email.unwrap_or_else(|| "admin@scriptmesh.local".into()), agent))
+}
+
+fn run_bootstrap(config: &config::Config, email: &str, agent: Option<&str>) -> Result<(), String> {
+    let system = actix_rt::System::new();
+    if let Some(agent) = agent {
+        // One more agent key for an existing (or new) local account.
+        let keys = system
+            .block_on(bootstrap::bootstrap_fleet_keys(config, email, &[agent.to_owned()]))
+            .map_err(|e| e.to_string())?;
+        println!("AGENT_NAME='{agent}'");
+        println!("AGENT_API_KEY='{}'", keys[0]);
+        return Ok(());
+    }
+    let done = system
         .block_on(bootstrap::bootstrap(config, email))
         .map_err(|e| e.to_string())?;
     // Shell assignments, so that scripts can `eval` them.

@@ -432,9 +432,50 @@ impl TestApp {
         session
     }
 
-    /// `POST /auth/api-keys {name}`; asserts 201 and returns the secret key.
+    /// `POST /auth/api-keys {name, role: admin}`; asserts 201 and returns the secret key.
+    /// An admin key both runs agents and calls the API, as every key did before roles:
+    /// the tests of other features use one key for both. `create_scoped_key` makes others.
     pub async fn create_api_key(&self, session: &Session, name: &str) -> String {
-        self.create_api_key_details(session, &json!({"name": name})).await.key
+        self.create_api_key_details(session, &json!({"name": name, "role": "admin"}))
+            .await
+            .key
+    }
+
+    /// `owner` (an admin or owner) invites `email` as `role`; the code is read from the SMTP
+    /// sink and the invitation accepted with `TEST_PASSWORD`: a session in owner's tenant.
+    pub async fn invite_and_join(&self, owner: &Session, email: &str, role: &str) -> Session {
+        let messages_before = self.smtp.messages_to(email).len();
+        let (status, body) = self
+            .post_json("/tenant/members", &json!({"email": email, "role": role}), owner.token())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "invite {email} as {role}: {body}");
+        let code = self.smtp.wait_for_code_in_message(email, messages_before + 1).await;
+        let (status, joined) = self
+            .post_json(
+                "/auth/accept-invite",
+                &json!({"email": email, "code": code, "password": TEST_PASSWORD}),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "accept {email}'s invitation: {joined}");
+        assert_eq!(joined["role"], role, "{joined}");
+        let access_token = text_field(&joined, "access_token");
+        let (_, me) = self.get("/auth/me", Some(&access_token)).await;
+        Session {
+            email: email.to_lowercase(),
+            password: TEST_PASSWORD.to_owned(),
+            user_id: me["user"]["id"].as_str().unwrap_or_default().to_owned(),
+            tenant_id: owner.tenant_id.clone(),
+            access_token,
+            refresh_token: text_field(&joined, "refresh_token"),
+        }
+    }
+
+    /// An `agent` key for the agents matching `patterns`.
+    pub async fn create_agent_key(&self, session: &Session, name: &str, patterns: &[&str]) -> String {
+        self.create_api_key_details(session, &json!({"name": name, "role": "agent", "agents": patterns}))
+            .await
+            .key
     }
 
     /// `POST /auth/api-keys` with any body; asserts 201.

@@ -35,6 +35,11 @@ impl ApiResponse {
     }
 
     /// The first header of that name (case-insensitive).
+    /// `(status, body)`, as the `TestApp` shorthands answer.
+    pub fn into_parts(self) -> (StatusCode, Value) {
+        (self.status, self.body)
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -86,7 +86,7 @@ async fn create_list_use_and_revoke() {
     assert_eq!(me["tenant"]["id"], session.tenant_id);
     // last_used_at is written off the request path, with other keys' uses every 5 s.
     let used = scriptmesh_tests::wait_for(std::time::Duration::from_secs(15), || async {
-        let (_, list) = app.get("/auth/api-keys", Some(key)).await;
+        let (_, list) = app.get("/auth/api-keys", session.token()).await;
         list.as_array()
             .and_then(|l| l.iter().find(|e| e["id"] == id).cloned())
             .filter(|entry| entry["last_used_at"].is_string())

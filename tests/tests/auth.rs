@@ -2,7 +2,7 @@
 //! register -> verify the emailed 6-digit code -> log in -> JWT access tokens that expire
 //! and refresh tokens that rotate.
 
-use scriptmesh_tests::{now_ms, StatusCode, TestApp, TEST_PASSWORD};
+use scriptmesh_tests::{now_ms, Session, StatusCode, TestApp, TEST_PASSWORD};
 use serde_json::json;
 
 #[actix_rt::test]
@@ -363,4 +363,88 @@ async fn a_refresh_token_raced_against_itself_is_honoured_at_most_once() {
             "{status}: {body}"
         );
     }
+}
+
+/// Issue #21, account basics: a forgotten password is reset through the emailed code (the
+/// answer never tells whether an address has an account), a logged-in user changes theirs,
+/// and either ends every session of the user.
+#[actix_rt::test]
+async fn forgot_reset_and_change_password_end_every_session() {
+    let app = TestApp::start().await;
+    let session = app.register_and_login("forgetful@example.com").await;
+    let second = app.login("forgetful@example.com", TEST_PASSWORD).await;
+
+    // The same answer for an unknown address, and no email for it.
+    for email in ["forgetful@example.com", "nobody@example.com"] {
+        let (status, body) = app
+            .post_json("/auth/forgot-password", &json!({"email": email}), None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{email}: {body}");
+        assert_eq!(body["status"], "sent");
+    }
+    // The verification email was the first; the reset code is the second.
+    let code = app.smtp.wait_for_code_in_message("forgetful@example.com", 2).await;
+    assert!(app.smtp.messages_to("nobody@example.com").is_empty());
+    let (status, body) = reset(&app, &code, "short").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a weak password: {body}");
+    let wrong = if code == "999999" { "999998" } else { "999999" };
+    let (status, body) = reset(&app, wrong, "a brand new passphrase").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_code");
+    let (status, body) = reset(&app, &code, "a brand new passphrase").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "reset");
+    let (status, _) = reset(&app, &code, "yet another passphrase").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a reset code works once");
+
+    // Every session is over; the old password is gone, the new one works.
+    for refresh in [&session.refresh_token, &second.refresh_token] {
+        let (status, body) = app
+            .post_json("/auth/refresh", &json!({"refresh_token": refresh}), None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    let (status, _) = app
+        .post_json(
+            "/auth/login",
+            &json!({"email": "forgetful@example.com", "password": TEST_PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let fresh = app.login("forgetful@example.com", "a brand new passphrase").await;
+
+    // Changing it needs the current password, and answers a new pair for this session.
+    let (status, body) = change(&app, &fresh, "not it", "the third passphrase").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, pair) = change(&app, &fresh, "a brand new passphrase", "the third passphrase").await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    let (status, body) = app
+        .post_json("/auth/refresh", &json!({"refresh_token": fresh.refresh_token}), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the old session ended: {body}");
+    let (status, body) = app
+        .post_json("/auth/refresh", &json!({"refresh_token": pair["refresh_token"]}), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "the new pair works: {body}");
+    // An API key cannot change anyone's password.
+    let key = app.create_api_key(&fresh, "k").await;
+    let (status, body) = app
+        .post_json(
+            "/auth/change-password",
+            &json!({"current_password": "the third passphrase", "new_password": "x".repeat(12)}),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+async fn reset(app: &TestApp, code: &str, password: &str) -> (StatusCode, serde_json::Value) {
+    let body = json!({"email": "forgetful@example.com", "code": code, "password": password});
+    app.post_json("/auth/reset-password", &body, None).await
+}
+
+async fn change(app: &TestApp, session: &Session, current: &str, new: &str) -> (StatusCode, serde_json::Value) {
+    let body = json!({"current_password": current, "new_password": new});
+    app.post_json("/auth/change-password", &body, session.token()).await
 }

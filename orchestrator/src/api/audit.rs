@@ -7,7 +7,7 @@ use crate::auth::Caller;
 use crate::db;
 use crate::db::audit::AuditFilter;
 use crate::db::models::AuditEntry;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,9 @@ struct AuditQuery {
     action: Option<String>,
     /// What was acted on, as the entries show it (a job id, an agent name, ...).
     target: Option<String>,
+    /// `ok`, or `denied` for refused attempts.
+    #[param(pattern = "^(ok|denied)$")]
+    outcome: Option<String>,
     /// Entries at or after this RFC 3339 time.
     since: Option<String>,
     /// Entries at or before this RFC 3339 time.
@@ -99,6 +102,11 @@ async fn list(state: web::Data<AppState>, caller: Caller, query: web::Query<Audi
         actor: query.actor,
         action: query.action,
         target: query.target,
+        outcome: match query.outcome.as_deref() {
+            None => None,
+            Some(outcome @ ("ok" | "denied")) => Some(outcome.to_owned()),
+            Some(_) => return Err(Error::Validation("outcome must be ok or denied".into())),
+        },
         since: paging::time("since", &query.since)?,
         until: paging::time("until", &query.until)?,
         before_id: paging::cursor("aud", query.cursor)?,

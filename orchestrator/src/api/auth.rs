@@ -498,13 +498,19 @@ async fn login(
 }
 
 /// A new access token and refresh token for the user in the tenant. The access token
-/// carries no role: each request reads the membership's role as it is then.
+/// carries the role as it is now, but each request reads the membership's role as it is
+/// then: the token's only refuses at once what the role never allowed.
 pub async fn issue_tokens(state: &AppState, user_id: &str, tenant_id: &str, family_id: String) -> Result<TokenPair> {
     let now = chrono::Utc::now().timestamp();
     let access_ttl = state.config.access_token_ttl.as_secs();
+    let (role, email) = accounts::membership_role(&state.db, tenant_id, user_id)
+        .await?
+        .ok_or_else(|| Error::unauthorized("you are not a member of this tenant"))?;
     let access_token = state.jwt.sign(&jwt::AccessClaims {
         sub: user_id.to_owned(),
         tid: tenant_id.to_owned(),
+        role: Some(role),
+        email: Some(email),
         typ: "access".into(),
         iat: now,
         exp: now + access_ttl as i64,

@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document, built from the very registrations the server serves, and the
 //! pages that show it: `GET /openapi.json` and Swagger UI at `/docs` (assets embedded).
 
-use crate::auth::permissions::{self, Access, Role};
+use crate::auth::permissions::{self, Access, Role, RouteAccess};
 use crate::error::ErrorBody;
 use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::http::header::{self, HeaderValue};
@@ -43,17 +43,6 @@ pub struct Endpoint {
     paths: Paths,
     schemas: SchemaRefs,
     access: RouteAccess,
-}
-
-/// The access each method of one resource needs, as the `Caller` extractor finds it in the
-/// request's app data.
-#[derive(Clone, Debug, Default)]
-pub struct RouteAccess(Vec<(Method, Access)>);
-
-impl RouteAccess {
-    pub fn get(&self, method: &Method) -> Option<Access> {
-        self.0.iter().find(|(m, _)| m == method).map(|(_, access)| *access)
-    }
 }
 
 impl Endpoint {
@@ -100,7 +89,7 @@ impl Endpoint {
             {
                 document_access(operation, access);
             }
-            self.access.0.push((method.clone(), access));
+            self.access.push(method.clone(), access);
             self.resource = self.resource.route(web::method(method).to(handler.clone()));
         }
         self.paths.merge(paths);
@@ -144,7 +133,7 @@ fn document_access(operation: &mut Operation, access: Access) {
             "authenticated".to_owned(),
             "Needs any valid credential of the tenant.".to_owned(),
         ),
-        Access::Requires(permission) => {
+        Access::Requires(permission) | Access::KeyRequires(permission) => {
             let roles: Vec<&str> = Role::ALL
                 .into_iter()
                 .filter(|role| role.grants(permission))
@@ -228,7 +217,7 @@ pub fn openapi() -> OpenApi {
     );
     components.add_security_scheme(
         ACCESS_TOKEN,
-        bearer("A JWT access token from POST /auth/login (API keys cannot manage API keys)."),
+        bearer("A JWT access token from POST /auth/login (API keys cannot manage keys, members or passwords)."),
     );
     components.add_security_scheme(
         METRICS_TOKEN,
@@ -237,7 +226,9 @@ pub fn openapi() -> OpenApi {
     doc.tags = Some(
         [
             ("health", "Is the orchestrator up?"),
-            ("auth", "Accounts, email verification, tokens and API keys."),
+            ("auth", "Accounts, email verification, passwords, tokens and API keys."),
+            ("members", "Teammates: invitations, roles and removal."),
+            ("audit", "Who did what, where and when."),
             ("agents", "Agents as people see them."),
             ("jobs", "Running scripts and reading their results."),
             ("schedules", "Cron schedules."),
@@ -389,13 +380,17 @@ mod tests {
     const API_SOURCES: &[(&str, &str)] = &[
         ("agent_protocol.rs", include_str!("agent_protocol.rs")),
         ("agents.rs", include_str!("agents.rs")),
+        ("api_keys.rs", include_str!("api_keys.rs")),
+        ("audit.rs", include_str!("audit.rs")),
         ("auth.rs", include_str!("auth.rs")),
         ("deliveries.rs", include_str!("deliveries.rs")),
         ("health.rs", include_str!("health.rs")),
         ("integrations.rs", include_str!("integrations.rs")),
         ("jobs.rs", include_str!("jobs.rs")),
+        ("members.rs", include_str!("members.rs")),
         ("metrics.rs", include_str!("metrics.rs")),
         ("output.rs", include_str!("output.rs")),
+        ("paging.rs", include_str!("paging.rs")),
         ("mod.rs", include_str!("mod.rs")),
         ("schedules.rs", include_str!("schedules.rs")),
     ];
@@ -416,7 +411,7 @@ mod tests {
         "#[patch(",
         "#[delete(",
         "#[route(",
-        "scope(",
+        "scope(\"",
     ];
 
     #[test]

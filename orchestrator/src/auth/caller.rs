@@ -11,15 +11,14 @@
 
 use super::key_cache::CachedKey;
 use super::key_use::TOUCH_INTERVAL_MS;
-use super::permissions::{Access, KeyScope, Permission, Role};
+use super::permissions::{Access, KeyScope, Permission, Role, RouteAccess};
 use super::{api_keys, sha256_hex};
-use crate::api::docs::RouteAccess;
 use crate::audit::{Outcome, Record};
 use crate::db::{self, accounts};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
-use futures_util::future::LocalBoxFuture;
+use futures_util::future::{ready, LocalBoxFuture};
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
@@ -73,7 +72,7 @@ impl Caller {
             return Ok(());
         }
         let message = if self.role.grants(permission) {
-            format!("{permission} needs a login token; API keys cannot use it")
+            format!("{permission} needs a login token, which API keys are not: log in and use the access token")
         } else {
             format!("the {} role lacks the permission {permission}", self.role)
         };
@@ -134,24 +133,76 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Caller>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer_token(req);
+        let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+            return Box::pin(ready(Err(Error::Internal("application state missing".into()))));
+        };
+        let token = match bearer_token(req) {
+            Ok(token) => token,
+            Err(error) => return Box::pin(ready(Err(error))),
+        };
         let access = req.app_data::<RouteAccess>().and_then(|route| route.get(req.method()));
+        if matches!(access, Some(Access::KeyRequires(_))) && !api_keys::looks_like_key(&token) {
+            return Box::pin(ready(Err(Error::forbidden(
+                "api_key_required",
+                "agent endpoints take the agent's sm_live_ API key, not a login token",
+            ))));
+        }
+        let needs = access.and_then(Access::permission);
         let client_addr = req.peer_addr().map(|addr| addr.ip());
+        // A login token's role at issue is checked here, before any other extractor (the
+        // body's, the query's) can answer first: a request the role never allowed is a 403
+        // even when it is malformed too. Keys from the cache are checked as promptly below.
+        if let (Some(permission), Some(caller)) = (needs, token_caller(&state, &token, client_addr)) {
+            if let Err(error) = caller.require(permission) {
+                return Box::pin(ready(Err(denied(&state, &caller, req, error))));
+            }
+        }
         let req = req.clone();
         Box::pin(async move {
-            let state = state.ok_or_else(|| Error::Internal("application state missing".into()))?;
-            let mut caller = authenticate(&state, &token?).await?;
+            let mut caller = authenticate(&state, &token).await?;
             caller.client_addr = client_addr;
-            if let Some(Access::Requires(permission)) = access {
+            if let Some(permission) = needs {
                 if let Err(error) = caller.require(permission) {
-                    let route = format!("{} {}", req.method(), req.match_pattern().unwrap_or_default());
-                    return Err(caller.refused(&state, "request.denied", route, error));
+                    return Err(denied(&state, &caller, &req, error));
                 }
             }
             Ok(caller)
         })
     }
+}
+
+/// The caller a login token describes, with the role it was issued with (none for a key, a
+/// bad token or a token from before roles were in tokens).
+fn token_caller(state: &AppState, token: &str, client_addr: Option<IpAddr>) -> Option<Caller> {
+    if api_keys::looks_like_key(token) {
+        return None;
+    }
+    let claims = state.jwt.verify_access(token).ok()?;
+    let role = Role::parse(claims.role.as_deref()?)?;
+    Some(Caller {
+        tenant_id: claims.tid,
+        user_id: Some(claims.sub),
+        role,
+        credential: Credential::Jwt {
+            email: claims.email.unwrap_or_default(),
+        },
+        client_addr,
+    })
+}
+
+/// Records a refusal by the permission table and hands it on.
+fn denied(state: &AppState, caller: &Caller, req: &HttpRequest, error: Error) -> Error {
+    let route = format!("{} {}", req.method(), req.match_pattern().unwrap_or_default());
+    caller.refused(state, "request.denied", route, error)
+}
+
+/// Runs a lookup to its end on a task of its own. The extractor's future is dropped when
+/// another extractor of the same request fails first (a bad query string, say), and a
+/// database call dropped halfway must not be: on SQLite it would block the worker.
+async fn detached<T: 'static>(lookup: impl std::future::Future<Output = Result<T>> + 'static) -> Result<T> {
+    actix_rt::spawn(lookup)
+        .await
+        .map_err(|error| Error::Internal(format!("a credential lookup failed: {error}")))?
 }
 
 fn bearer_token(req: &HttpRequest) -> Result<String> {
@@ -177,7 +228,8 @@ fn bearer_token(req: &HttpRequest) -> Result<String> {
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller> {
     if !api_keys::looks_like_key(token) {
         let claims = state.jwt.verify_access(token)?;
-        let (role, email) = accounts::membership_role(&state.db, &claims.tid, &claims.sub)
+        let (db, tenant, user) = (state.db.clone(), claims.tid.clone(), claims.sub.clone());
+        let (role, email) = detached(async move { accounts::membership_role(&db, &tenant, &user).await })
             .await?
             .ok_or_else(|| Error::unauthorized("you are no longer a member of this tenant; log in again"))?;
         let role = Role::parse(&role)
@@ -200,7 +252,8 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller> {
     let cached = match state.key_cache.get(&key_hash) {
         Some(cached) => cached,
         None => {
-            let key = accounts::find_api_key_by_hash(&state.db, &key_hash)
+            let (db, hash) = (state.db.clone(), key_hash.clone());
+            let key = detached(async move { accounts::find_api_key_by_hash(&db, &hash).await })
                 .await?
                 .ok_or_else(|| Error::unauthorized("the API key is not valid"))?;
             let cached = Arc::new(CachedKey::new(key));

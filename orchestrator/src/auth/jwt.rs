@@ -11,6 +11,14 @@ pub struct AccessClaims {
     pub sub: String,
     /// The tenant id.
     pub tid: String,
+    /// The member's role when the token was issued. Each request still reads the role as
+    /// it is now; this one lets a request the role never allowed be refused at once,
+    /// before its body is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The member's email, for the audit log of such a refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     pub typ: String,
     pub iat: i64,
     pub exp: i64,
@@ -90,6 +98,8 @@ mod tests {
         AccessClaims {
             sub: "usr_1".into(),
             tid: "ten_1".into(),
+            role: Some("viewer".into()),
+            email: None,
             typ: "access".into(),
             iat: 0,
             exp,

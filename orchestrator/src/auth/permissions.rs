@@ -194,9 +194,21 @@ pub enum Access {
     /// Any valid credential of the tenant (`/auth/me`).
     Authenticated,
     Requires(Permission),
+    /// The permission, with an API key: the agent's own endpoints refuse login tokens.
+    KeyRequires(Permission),
 }
 
-use Access::{Authenticated, Public, Requires};
+impl Access {
+    /// The permission the caller must hold, if any.
+    pub fn permission(self) -> Option<Permission> {
+        match self {
+            Access::Public | Access::Authenticated => None,
+            Access::Requires(permission) | Access::KeyRequires(permission) => Some(permission),
+        }
+    }
+}
+
+use Access::{Authenticated, KeyRequires, Public, Requires};
 use Permission::*;
 
 /// Every endpoint of the API, by method and path as registered, with the access it needs.
@@ -228,13 +240,13 @@ pub const ENDPOINTS: &[(&str, &str, Access)] = &[
     ("GET", "/agents/{name}", Requires(AgentsRead)),
     ("DELETE", "/agents/{name}", Requires(AgentsManage)),
     ("GET", "/get-scripts", Requires(AgentsRead)),
-    ("POST", "/agent/heartbeat", Requires(AgentProtocol)),
-    ("GET", "/agent/poll", Requires(AgentProtocol)),
-    ("POST", "/agent/poll", Requires(AgentProtocol)),
-    ("POST", "/agent/jobs/{id}/start", Requires(AgentProtocol)),
-    ("POST", "/agent/jobs/{id}/result", Requires(AgentProtocol)),
-    ("POST", "/agent/results", Requires(AgentProtocol)),
-    ("POST", "/agent/output", Requires(AgentProtocol)),
+    ("POST", "/agent/heartbeat", KeyRequires(AgentProtocol)),
+    ("GET", "/agent/poll", KeyRequires(AgentProtocol)),
+    ("POST", "/agent/poll", KeyRequires(AgentProtocol)),
+    ("POST", "/agent/jobs/{id}/start", KeyRequires(AgentProtocol)),
+    ("POST", "/agent/jobs/{id}/result", KeyRequires(AgentProtocol)),
+    ("POST", "/agent/results", KeyRequires(AgentProtocol)),
+    ("POST", "/agent/output", KeyRequires(AgentProtocol)),
     ("POST", "/trigger-script", Requires(JobsRun)),
     ("GET", "/jobs", Requires(JobsRead)),
     ("GET", "/jobs/{job_id}", Requires(JobsRead)),
@@ -270,6 +282,21 @@ pub fn access(method: &str, path: &str) -> Option<Access> {
         .iter()
         .find(|(m, p, _)| *m == method && *p == path)
         .map(|(_, _, access)| *access)
+}
+
+/// The access each method of one resource needs: `docs::Endpoint` attaches it to the
+/// resource, and the `Caller` extractor finds it in the request's app data.
+#[derive(Clone, Debug, Default)]
+pub struct RouteAccess(Vec<(actix_web::http::Method, Access)>);
+
+impl RouteAccess {
+    pub fn push(&mut self, method: actix_web::http::Method, access: Access) {
+        self.0.push((method, access));
+    }
+
+    pub fn get(&self, method: &actix_web::http::Method) -> Option<Access> {
+        self.0.iter().find(|(m, _)| m == method).map(|(_, access)| *access)
+    }
 }
 
 /// What an API key may touch beyond its role: the agents an `agent` key speaks for, the

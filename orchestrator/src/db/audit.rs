@@ -52,6 +52,8 @@ pub struct AuditFilter {
     pub actor: Option<String>,
     pub action: Option<String>,
     pub target: Option<String>,
+    /// `ok` or `denied`.
+    pub outcome: Option<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
     /// Entries older than this one (the page cursor: ids are time-ordered).
@@ -75,6 +77,9 @@ pub async fn list(db: &Db, tenant_id: &str, filter: &AuditFilter, limit: i64) ->
         }
         if let Some(target) = &filter.target {
             query = query.filter(audit_log::target.eq(target));
+        }
+        if let Some(outcome) = &filter.outcome {
+            query = query.filter(audit_log::outcome.eq(outcome));
         }
         if let Some(since) = filter.since {
             query = query

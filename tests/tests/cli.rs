@@ -874,7 +874,9 @@ async fn keys_have_roles_and_scopes_and_members_and_the_audit_trail_are_managed(
         "{remaining}"
     );
 
-    // The audit trail: newest first, filtered, every page with --all.
+    // The audit trail: newest first, filtered, every page with --all. (The server writes
+    // entries in batches every 200 ms.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let audit = cli.run(&["audit"]).await;
     let header = audit.assert_code(0).stdout.lines().next().unwrap_or_default();
     for column in ["AT", "ACTOR", "ACTION", "TARGET", "OUTCOME", "FROM"] {

@@ -953,3 +953,88 @@ async fn a_member_of_two_tenants_logs_in_to_either_and_has_its_role_there() {
     }
     cli.run(&["agents"]).await.assert_code(0);
 }
+
+#[actix_rt::test]
+async fn a_changed_password_ends_other_sessions_and_a_forgotten_one_is_reset_by_email() {
+    let setup = Setup::start(TestApp::start().await).await;
+    let app = &setup.app;
+    let new_password = "a different long password";
+    let cli = Cli::new(app);
+    let elsewhere = Cli::new(app);
+    cli.login().await;
+    elsewhere.login().await;
+
+    // Changed: this login goes on with its renewed tokens; the other one has ended.
+    let stored = cli.credentials();
+    let changed = cli
+        .run_with_stdin(
+            &["password", "change", "--password-stdin"],
+            Some(&format!("{TEST_PASSWORD}\n{new_password}\n")),
+        )
+        .await;
+    changed.assert_code(0);
+    assert_ne!(cli.credentials()["refresh_token"], stored["refresh_token"], "renewed");
+    cli.run(&["agents"]).await.assert_code(0);
+    let mut other = elsewhere.credentials();
+    other["expires_at"] = json!("2000-01-01T00:00:00Z");
+    elsewhere.write_credentials(&other);
+    let ended = elsewhere.run(&["agents"]).await;
+    ended.assert_code(1);
+    assert!(ended.stderr.contains("run `scriptmesh login` again"), "{ended:?}");
+    // A wrong current password changes nothing.
+    let wrong = cli
+        .run_with_stdin(
+            &["password", "change", "--password-stdin"],
+            Some("not the password\nyet another long password\n"),
+        )
+        .await;
+    wrong.assert_code(1);
+
+    // Forgotten: a code by email, then the reset; the old password no longer logs in.
+    let before = app.smtp.messages_to(EMAIL).len();
+    let sent = cli.run(&["password", "forgot", "--email", EMAIL]).await;
+    assert!(
+        sent.assert_code(0).stdout.contains("password reset --email"),
+        "{sent:?}"
+    );
+    let code = app.smtp.wait_for_code_in_message(EMAIL, before + 1).await;
+    let bad = cli
+        .run_with_stdin(
+            &[
+                "password",
+                "reset",
+                "--email",
+                EMAIL,
+                "--code",
+                "000000",
+                "--password-stdin",
+            ],
+            Some(&format!("{TEST_PASSWORD}\n")),
+        )
+        .await;
+    bad.assert_code(1);
+    let reset = cli
+        .run_with_stdin(
+            &[
+                "password",
+                "reset",
+                "--email",
+                EMAIL,
+                "--code",
+                &code,
+                "--password-stdin",
+            ],
+            Some(&format!("{TEST_PASSWORD}\n")),
+        )
+        .await;
+    assert!(reset.assert_code(0).stdout.contains("Password reset"), "{reset:?}");
+    let old = cli
+        .run_with_stdin(
+            &["login", "--email", EMAIL, "--password-stdin"],
+            Some(&format!("{new_password}\n")),
+        )
+        .await;
+    old.assert_code(1);
+    cli.login().await;
+    cli.run(&["agents"]).await.assert_code(0);
+}

@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Log in and store the tokens (or check SCRIPTMESH_API_KEY when it is set)
     Login(LoginArgs),
+    /// Accept an invitation to a tenant with the emailed code, and store the login
+    Join(JoinArgs),
     /// End the stored login's session and delete its tokens
     Logout,
     /// Show who the requests are made as
@@ -79,6 +81,20 @@ pub struct LoginArgs {
     /// The tenant to work in (ten_...), for a member of several [default: the home tenant]
     #[arg(long, value_name = "ID")]
     pub tenant: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The email the invitation went to
+    #[arg(long)]
+    pub email: String,
+    /// The code from the invitation email
+    #[arg(long)]
+    pub code: String,
+    /// Read the password from the first line of stdin instead of prompting: an existing
+    /// account's own, else the new account's
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 #[derive(Debug, Args)]

@@ -161,6 +161,16 @@ impl Client {
         token_pair(&url, answer.into_result()?)
     }
 
+    /// `POST /auth/accept-invite`: joins the invitation's tenant; the answer (tenant, role)
+    /// and its token pair.
+    pub fn accept_invite(&self, email: &str, code: &str, password: &str) -> Result<(Value, TokenPair)> {
+        let url = self.url(&["auth", "accept-invite"], &[])?;
+        let body = json!({"email": email, "code": code, "password": password});
+        let answer = self.send(Method::Post, &url, None, Some(&body))?.into_result()?;
+        let pair = token_pair(&url, answer.clone())?;
+        Ok((answer, pair))
+    }
+
     /// `POST /auth/change-password`: the server ends every other session and answers a
     /// fresh pair, which replaces the stored one.
     pub fn change_password(&mut self, current: &str, new: &str) -> Result<()> {

@@ -1,4 +1,4 @@
-//! `scriptmesh`, the command-line client: the public API's common tasks (log in, list
+//! `scriptmesh`, the command-line client: the public API's common tasks (log in, join, list
 //! agents, run scripts and wait for them, jobs, schedules, keys, integrations, members, the
 //! audit trail, passwords) as commands with tables for people and `--json` for scripts.
 
@@ -87,6 +87,7 @@ pub fn run(cli: Cli, environment: &Environment) -> Result<u8> {
     let url = cli.url.as_deref();
     match cli.command {
         Command::Login(args) => commands::session::login(url, environment, output, args),
+        Command::Join(args) => commands::session::join(url, environment, output, args),
         Command::Logout => commands::session::logout(url, environment, output),
         Command::Whoami => commands::session::whoami(&mut connect(url, environment)?, output),
         Command::Agents(args) => commands::agents::run(&mut connect(url, environment)?, output, args),

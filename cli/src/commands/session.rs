@@ -1,8 +1,8 @@
-//! `login`, `logout`, `whoami`: getting, ending and showing the credential in use.
+//! `login`, `join`, `logout`, `whoami`: getting, ending and showing the credential in use.
 
-use crate::args::LoginArgs;
-use crate::client::{expiry, Auth, Client};
-use crate::credentials::Credentials;
+use crate::args::{JoinArgs, LoginArgs};
+use crate::client::{expiry, Auth, Client, TokenPair};
+use crate::credentials::{CredentialStore, Credentials};
 use crate::error::{Error, Result};
 use crate::output::{cell, Output};
 use crate::{Environment, DEFAULT_URL};
@@ -27,9 +27,7 @@ pub fn login(url: Option<&str>, environment: &Environment, output: Output, args:
         }
         return Ok(0);
     }
-    let store = environment.credential_store().ok_or_else(|| {
-        Error::Input("nowhere to store the login: set SCRIPTMESH_CONFIG_DIR, XDG_CONFIG_HOME or HOME".into())
-    })?;
+    let store = login_store(environment)?;
     let client = Client::new(&anonymous_url(url, environment), Auth::Anonymous)?;
     let email = match args.email {
         Some(email) => email,
@@ -41,22 +39,9 @@ pub fn login(url: Option<&str>, environment: &Environment, output: Output, args:
     }
     let password = read_password(args.password_stdin, "Password: ")?;
     let pair = client.login(&email, &password, args.tenant.as_deref())?;
-    let credentials = Credentials {
-        url: client.base_url(),
-        email,
-        access_token: pair.access_token,
-        refresh_token: pair.refresh_token,
-        expires_at: expiry(pair.expires_in),
-    };
-    store.save(&credentials)?;
+    let credentials = keep_login(&store, &client, email, pair)?;
     if output.json {
-        output.json(&json!({
-            "status": "logged_in",
-            "url": credentials.url,
-            "email": credentials.email,
-            "expires_at": credentials.expires_at.to_rfc3339(),
-            "credentials_file": store.path(),
-        }));
+        output.json(&login_json(&store, &credentials));
     } else {
         output.line(format!(
             "Logged in to {} as {} (tokens stored in {}).",
@@ -66,6 +51,62 @@ pub fn login(url: Option<&str>, environment: &Environment, output: Output, args:
         ));
     }
     Ok(0)
+}
+
+/// Accepts an invitation with its emailed code and stores the login into that tenant.
+pub fn join(url: Option<&str>, environment: &Environment, output: Output, args: JoinArgs) -> Result<u8> {
+    let store = login_store(environment)?;
+    let client = Client::new(&anonymous_url(url, environment), Auth::Anonymous)?;
+    let email = args.email.trim().to_lowercase();
+    let password = read_password(args.password_stdin, "Password (yours, or a new one): ")?;
+    let (joined, pair) = client.accept_invite(&email, args.code.trim(), &password)?;
+    let credentials = keep_login(&store, &client, email, pair)?;
+    if output.json {
+        let mut answer = login_json(&store, &credentials);
+        answer["status"] = json!("joined");
+        answer["tenant"] = joined["tenant"].clone();
+        answer["role"] = joined["role"].clone();
+        output.json(&answer);
+    } else {
+        output.line(format!(
+            "Joined {} ({}) as {}; logged in as {} (tokens stored in {}).",
+            cell(&joined["tenant"]["name"]),
+            cell(&joined["tenant"]["id"]),
+            cell(&joined["role"]),
+            credentials.email,
+            store.path().display()
+        ));
+    }
+    Ok(0)
+}
+
+fn login_store(environment: &Environment) -> Result<CredentialStore> {
+    environment.credential_store().ok_or_else(|| {
+        Error::Input("nowhere to store the login: set SCRIPTMESH_CONFIG_DIR, XDG_CONFIG_HOME or HOME".into())
+    })
+}
+
+/// Stores a new login's tokens (replacing any earlier login).
+fn keep_login(store: &CredentialStore, client: &Client, email: String, pair: TokenPair) -> Result<Credentials> {
+    let credentials = Credentials {
+        url: client.base_url(),
+        email,
+        access_token: pair.access_token,
+        refresh_token: pair.refresh_token,
+        expires_at: expiry(pair.expires_in),
+    };
+    store.save(&credentials)?;
+    Ok(credentials)
+}
+
+fn login_json(store: &CredentialStore, credentials: &Credentials) -> serde_json::Value {
+    json!({
+        "status": "logged_in",
+        "url": credentials.url,
+        "email": credentials.email,
+        "expires_at": credentials.expires_at.to_rfc3339(),
+        "credentials_file": store.path(),
+    })
 }
 
 /// Where a request without a credential goes: `--url`, else the orchestrator of the last

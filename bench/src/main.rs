@@ -721,8 +721,9 @@ mod idle {
         let config = orchestrator_config(database_url, port);
         // One key per agent, as the README advises: each request's key lookup is its own.
         let email = format!("idle{}@example.com", db::now_ms());
+        let names: Vec<String> = (0..agents).map(|i| format!("idle-{i}")).collect();
         let keys = actix_rt::System::new()
-            .block_on(orchestrator::bootstrap::bootstrap_fleet_keys(&config, &email, agents))
+            .block_on(orchestrator::bootstrap::bootstrap_fleet_keys(&config, &email, &names))
             .expect("agent keys");
         let binary = std::env::current_exe()
             .expect("current exe")

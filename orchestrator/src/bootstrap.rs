@@ -1,7 +1,9 @@
 //! `scriptmesh-orchestrator bootstrap`: the quick start's first-run set-up. Creates (once) a
-//! verified local account and tenant, and issues an API key for the local agent, so that a
+//! verified local account and tenant, and issues two API keys: an `agent` key that only
+//! `local-agent` can use, and an `admin` key for the user's own scripts and curl, so that a
 //! new user has a working fleet without an email round trip.
 
+use crate::auth::permissions::{KeyScope, Role};
 use crate::auth::{api_keys, passwords, sha256_hex};
 use crate::config::Config;
 use crate::db::models::{ApiKey, Tenant, User};
@@ -9,34 +11,42 @@ use crate::db::{self, accounts, Db};
 use crate::error::{Error, Result};
 use rand::distr::{Alphanumeric, SampleString};
 
+/// The name of the quick start's agent, whom its agent key is for.
+pub const LOCAL_AGENT: &str = "local-agent";
+
 pub struct Bootstrapped {
     pub email: String,
     /// Only when the account was created now.
     pub password: Option<String>,
+    /// An `admin` key, for the user's scripts.
     pub api_key: String,
+    /// An `agent` key for [`LOCAL_AGENT`] only.
+    pub agent_key: String,
 }
 
 pub async fn bootstrap(config: &Config, email: &str) -> Result<Bootstrapped> {
     let db = Db::connect(&config.database_url, 2).await?;
     let email = crate::api::auth::normalize_email(email)?;
     let (user, password) = local_account(config, &db, &email).await?;
-    let api_key = issue_agent_key(&db, &user).await?;
+    let api_key = issue_key(&db, &user, "local-admin", Role::Admin, None).await?;
+    let agent_key = issue_key(&db, &user, LOCAL_AGENT, Role::Agent, Some(LOCAL_AGENT)).await?;
     Ok(Bootstrapped {
         email,
         password,
         api_key,
+        agent_key,
     })
 }
 
-/// Like [`bootstrap`], with `count` keys: one per agent of a fleet (the bench's idle
-/// fleet, keyed as the README advises).
-pub async fn bootstrap_fleet_keys(config: &Config, email: &str, count: usize) -> Result<Vec<String>> {
+/// Like [`bootstrap`], with an `agent` key for each of `agents`: one per agent of a fleet
+/// (the bench's idle fleet, keyed as the documentation advises).
+pub async fn bootstrap_fleet_keys(config: &Config, email: &str, agents: &[String]) -> Result<Vec<String>> {
     let db = Db::connect(&config.database_url, 2).await?;
     let email = crate::api::auth::normalize_email(email)?;
     let (user, _) = local_account(config, &db, &email).await?;
-    let mut keys = Vec::with_capacity(count);
-    for _ in 0..count {
-        keys.push(issue_agent_key(&db, &user).await?);
+    let mut keys = Vec::with_capacity(agents.len());
+    for agent in agents {
+        keys.push(issue_key(&db, &user, agent, Role::Agent, Some(agent)).await?);
     }
     Ok(keys)
 }
@@ -59,7 +69,6 @@ async fn local_account(config: &Config, db: &Db, email: &str) -> Result<(User, O
         tenant_id: tenant.id.clone(),
         email: email.to_owned(),
         password_hash: passwords::hash(password.clone(), config.bcrypt_cost).await?,
-        role: "owner".into(),
         email_verified: true,
         created_at: now,
     };
@@ -67,26 +76,32 @@ async fn local_account(config: &Config, db: &Db, email: &str) -> Result<(User, O
     Ok((user, Some(password)))
 }
 
-/// A new `sm_live_` key of the user's tenant, named for the local agent; the raw key is
-/// returned (only its hash is stored).
-async fn issue_agent_key(db: &Db, user: &User) -> Result<String> {
+/// A new `sm_live_` key of the user's tenant with `role` (an `agent` key for the agent
+/// named `agent`); the raw key is returned (only its hash is stored).
+async fn issue_key(db: &Db, user: &User, name: &str, role: Role, agent: Option<&str>) -> Result<String> {
     let raw = api_keys::generate();
+    let scope = agent.map(|agent| KeyScope {
+        agents: vec![agent.to_owned()],
+        ..KeyScope::default()
+    });
     accounts::insert_api_key(
         db,
         &ApiKey {
             id: db::new_id("key"),
             tenant_id: user.tenant_id.clone(),
             user_id: Some(user.id.clone()),
-            name: "local-agent".into(),
+            name: name.to_owned(),
             key_prefix: api_keys::display_prefix(&raw),
             key_hash: sha256_hex(&raw),
             created_at: db::now_ms(),
             expires_at: None,
             last_used_at: None,
             revoked_at: None,
+            role: role.as_str().to_owned(),
+            scope: scope.map(|scope| serde_json::to_string(&scope)).transpose()?,
         },
     )
     .await
-    .map_err(|e| Error::Internal(format!("creating the local agent's key: {e}")))?;
+    .map_err(|e| Error::Internal(format!("creating the {name} key: {e}")))?;
     Ok(raw)
 }

@@ -60,6 +60,8 @@ pub struct Config {
     pub datadog_api_url: String,
     /// `METRICS_TOKEN`: when set, `GET /metrics` wants `Authorization: Bearer <it>`.
     pub metrics_token: Option<String>,
+    /// `AUDIT_RETENTION_DAYS`: audit entries older than this are pruned (90 days by default).
+    pub audit_retention: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +160,7 @@ impl Config {
 
         let allow_private_webhooks = parse_bool(&get, "ALLOW_PRIVATE_WEBHOOKS", false)?;
         let delivery_max_attempts = parse_number(&get, "DELIVERY_MAX_ATTEMPTS", 5, 1, 50)? as u32;
+        let audit_retention = Duration::from_secs(parse_number(&get, "AUDIT_RETENTION_DAYS", 90, 1, 36_500)? * 86_400);
         let delivery_base_delay =
             Duration::from_millis(parse_number(&get, "DELIVERY_BASE_DELAY_MS", 1000, 1, 3_600_000)?);
         let pagerduty_events_url =
@@ -191,6 +194,7 @@ impl Config {
             bcrypt_cost,
             allow_private_webhooks,
             delivery_max_attempts,
+            audit_retention,
             delivery_base_delay,
             pagerduty_events_url,
             datadog_api_url,

@@ -57,9 +57,33 @@ impl Mailer {
             "Welcome to ScriptMesh.\n\nYour verification code is {code}\n\nIt expires in 15 minutes. \
              If you did not sign up, ignore this email.\n"
         );
+        self.send(to, "verification code", code, subject, body).await
+    }
+
+    /// An invitation into a tenant: the code that `POST /auth/accept-invite` takes.
+    pub async fn send_invitation(&self, to: &str, tenant: &str, role: &str, code: &str) -> Result<()> {
+        let subject = format!("You are invited to {tenant} on ScriptMesh: code {code}");
+        let body = format!(
+            "You have been invited to join {tenant} on ScriptMesh as {role}.\n\nYour invitation code is {code}\n\n\
+             Accept it with POST /auth/accept-invite (email, code and a password), or on the dashboard's \
+             sign-in page. It expires in 7 days. If you did not expect this, ignore this email.\n"
+        );
+        self.send(to, "invitation code", code, subject, body).await
+    }
+
+    pub async fn send_password_reset(&self, to: &str, code: &str) -> Result<()> {
+        let subject = format!("Your ScriptMesh password reset code: {code}");
+        let body = format!(
+            "Someone asked to reset the password of this ScriptMesh account.\n\nYour reset code is {code}\n\n\
+             It expires in 15 minutes. If it was not you, ignore this email: the password stays as it is.\n"
+        );
+        self.send(to, "password reset code", code, subject, body).await
+    }
+
+    async fn send(&self, to: &str, what: &str, code: &str, subject: String, body: String) -> Result<()> {
         match self {
             Mailer::Log => {
-                tracing::warn!(email = %to, %code, "development mode: no SMTP_URL or RESEND_API_KEY set, so the verification code is logged instead of emailed");
+                tracing::warn!(email = %to, %code, "development mode: no SMTP_URL or RESEND_API_KEY set, so the {what} is logged instead of emailed");
                 Ok(())
             }
             Mailer::Smtp { transport, from } => {

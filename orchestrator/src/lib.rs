@@ -1,6 +1,7 @@
 //! The ScriptMesh orchestrator: the HTTP API and dashboard, tenant actors, storage and auth.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod cluster;
@@ -32,7 +33,9 @@ USAGE:
     scriptmesh-orchestrator migrate    apply database migrations and exit
     scriptmesh-orchestrator bootstrap [EMAIL]
                                        create (once) a verified local account and print
-                                       shell assignments for it and a new agent API key
+                                       shell assignments for it, a new admin API key
+                                       (API_KEY) and a new agent key for local-agent
+                                       (AGENT_API_KEY)
     scriptmesh-orchestrator healthcheck
                                        GET /health of the server at BIND_ADDR (on this
                                        host); exit 0 when it answers 2xx (for container
@@ -112,5 +115,6 @@ fn run_bootstrap(config: &config::Config, email: &str) -> Result<(), String> {
         println!("SCRIPTMESH_PASSWORD='{password}'");
     }
     println!("API_KEY='{}'", done.api_key);
+    println!("AGENT_API_KEY='{}'", done.agent_key);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Wiring: logging, the database, actors and the HTTP server.
 
 use crate::api;
+use crate::audit::AuditLog;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::key_cache::KeyCache;
 use crate::auth::key_use::KeyUses;
@@ -124,6 +125,9 @@ async fn serve(config: Config) -> std::io::Result<()> {
     let key_uses = Arc::new(KeyUses::default());
     key_uses.clone().spawn_flusher(db.clone());
     let (final_flush, final_flush_db) = (key_uses.clone(), db.clone());
+    let audit = Arc::new(AuditLog::default());
+    audit.clone().spawn(db.clone(), config.audit_retention);
+    let final_audit = audit.clone();
 
     let state = web::Data::new(AppState {
         db,
@@ -138,6 +142,7 @@ async fn serve(config: Config) -> std::io::Result<()> {
         events,
         integrations,
         metrics: metrics.clone(),
+        audit,
     });
 
     // The access log formats every request even when its lines are filtered out
@@ -180,5 +185,6 @@ async fn serve(config: Config) -> std::io::Result<()> {
     server.run().await?;
     // Stopped: what the last seconds' requests marked is written too.
     final_flush.flush(&final_flush_db, db::now_ms()).await;
+    final_audit.flush(&final_flush_db).await;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! What every request handler can reach: the database, configuration, keys and actors.
 
+use crate::audit::AuditLog;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::key_cache::KeyCache;
 use crate::auth::key_use::KeyUses;
@@ -32,4 +33,6 @@ pub struct AppState {
     pub integrations: Addr<IntegrationDispatcher>,
     /// This server's Prometheus registry and metric handles.
     pub metrics: Metrics,
+    /// Audit entries recorded and not yet written.
+    pub audit: Arc<AuditLog>,
 }

@@ -39,11 +39,18 @@ pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(Endpoint::new(__path_output, output));
 }
 
-fn agent_key(caller: &Caller) -> Result<String> {
-    caller
+/// The caller's key, which must be an API key; with `agent`, one whose scope includes that
+/// agent. (Reports about jobs name no agent: the supervisor checks that the job's agent is
+/// bound to this key.)
+fn agent_key(caller: &Caller, agent: Option<&str>) -> Result<String> {
+    let key = caller
         .api_key_id()
         .map(str::to_owned)
-        .ok_or_else(|| Error::forbidden("api_key_required", "agent endpoints take the agent's sm_live_ API key"))
+        .ok_or_else(|| Error::forbidden("api_key_required", "agent endpoints take the agent's sm_live_ API key"))?;
+    if let Some(agent) = agent {
+        caller.require_in_scope(caller.scope().allows_agent(agent.trim()), format_args!("agent {agent}"))?;
+    }
+    Ok(key)
 }
 
 /// Agent heartbeat.
@@ -66,8 +73,8 @@ async fn heartbeat(
     JsonBody(request): JsonBody<HeartbeatRequest>,
 ) -> Result<HttpResponse> {
     let message = messages::Heartbeat {
+        api_key_id: agent_key(&caller, Some(&request.agent_name))?,
         request,
-        api_key_id: agent_key(&caller)?,
     };
     let response = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
     Ok(HttpResponse::Ok().json(response))
@@ -119,7 +126,7 @@ fn one() -> u32 {
     security(("agent_key" = [])),
 )]
 async fn poll(state: web::Data<AppState>, caller: Caller, query: web::Query<PollQuery>) -> Result<HttpResponse> {
-    let api_key_id = agent_key(&caller)?;
+    let api_key_id = agent_key(&caller, Some(&query.agent))?;
     let (wait, message) = poll_message(&state, query.into_inner(), api_key_id);
     let mut receiver = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
     let waited = tokio::time::timeout(wait, &mut receiver).await;
@@ -158,7 +165,7 @@ async fn poll_with_heartbeat(
             request.agent_name, query.agent
         )));
     }
-    let api_key_id = agent_key(&caller)?;
+    let api_key_id = agent_key(&caller, Some(&query.agent))?;
     // Boxed, and so freed before the long wait: a parked poll keeps only what it waits with.
     let (wait, parked) = Box::pin(beat_and_park(&state, &caller.tenant_id, query, request, api_key_id)).await?;
     let response = match parked {
@@ -287,7 +294,7 @@ async fn start(
 ) -> Result<HttpResponse> {
     let message = messages::StartJob {
         agent: request.agent_name,
-        api_key_id: agent_key(&caller)?,
+        api_key_id: agent_key(&caller, None)?,
         job_id: job_id.into_inner(),
         started_at_ms: request.started_at_ms,
     };
@@ -325,7 +332,7 @@ async fn result(
 ) -> Result<HttpResponse> {
     let message = messages::ReportResult {
         job_id: job_id.into_inner(),
-        api_key_id: agent_key(&caller)?,
+        api_key_id: agent_key(&caller, None)?,
         report,
     };
     let ack = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
@@ -360,7 +367,7 @@ async fn results(
     }
     let message = messages::ReportResults {
         agent: batch.agent_name,
-        api_key_id: agent_key(&caller)?,
+        api_key_id: agent_key(&caller, None)?,
         results: batch.results,
     };
     let ack = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
@@ -408,7 +415,7 @@ async fn output(
     }
     let message = messages::AppendOutput {
         agent: batch.agent_name,
-        api_key_id: agent_key(&caller)?,
+        api_key_id: agent_key(&caller, None)?,
         chunks: batch.chunks,
     };
     let ack = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;

@@ -1,6 +1,7 @@
 //! Agents as people see them: `/register-agent`, `/agents`, `/agents/{name}`, `/get-scripts`.
 
 use crate::api::docs::Endpoint;
+use crate::auth::permissions::Permission;
 use crate::auth::Caller;
 use crate::db;
 use crate::error::{Error, Result};
@@ -25,13 +26,16 @@ pub fn routes(cfg: &mut ServiceConfig) {
 /// Register an agent (or update its registration).
 ///
 /// Called by the agent at start-up with its manifest, or by a person for a manual
-/// registration (`url`, `api_key`). Registering an existing name updates it.
+/// registration (`url`, `api_key`). Registering an existing name updates it. A name bound
+/// to another live API key can be taken over by an admin or owner only; for anyone else,
+/// revoke the old key first (that is how a key is rotated).
 #[utoipa::path(
     post, path = "/register-agent", tag = "agents",
     request_body = RegisterAgentRequest,
     responses(
         (status = 200, description = "Registered", body = RegisterAgentResponse),
-        (status = 409, description = "The name is held by an agent using another API key"),
+        (status = 403, description = "An agent key whose patterns do not match the name (`outside_key_scope`)"),
+        (status = 409, description = "The name is bound to another live API key (`agent_bound_to_other_key`)"),
     ),
     security(("bearer" = [])),
 )]
@@ -40,12 +44,23 @@ async fn register(
     caller: Caller,
     JsonBody(request): JsonBody<RegisterAgentRequest>,
 ) -> Result<HttpResponse> {
+    let name = request.agent_name.trim().to_owned();
+    caller
+        .require_in_scope(caller.scope().allows_agent(&name), format_args!("agent {name}"))
+        .map_err(|error| caller.refused(&state, "agent.register", name.clone(), error))?;
     let message = messages::Register {
         request,
         api_key_id: caller.api_key_id().map(str::to_owned),
+        may_take_over: caller.role.grants(Permission::AgentsManage),
     };
-    let response = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
-    Ok(HttpResponse::Ok().json(response))
+    match tenant::ask(&state.tenants, &caller.tenant_id, message).await? {
+        Ok(response) => {
+            caller.did(&state, "agent.register", name);
+            Ok(HttpResponse::Ok().json(response))
+        }
+        Err(error @ Error::Conflict { .. }) => Err(caller.refused(&state, "agent.register", name, error)),
+        Err(error) => Err(error),
+    }
 }
 
 /// List the tenant's agents.
@@ -58,8 +73,11 @@ async fn register(
 )]
 async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
     let agents = db::agents::list(&state.db, &caller.tenant_id).await?;
+    // An agent key sees the agents it speaks for only.
+    let scope = caller.scope();
     let by_name: BTreeMap<String, AgentView> = agents
         .iter()
+        .filter(|agent| scope.allows_agent(&agent.name))
         .map(|agent| (agent.name.clone(), agent_view(agent)))
         .collect();
     Ok(HttpResponse::Ok().json(by_name))
@@ -78,6 +96,7 @@ async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse
 async fn get(state: web::Data<AppState>, caller: Caller, name: web::Path<String>) -> Result<HttpResponse> {
     let agent = db::agents::find(&state.db, &caller.tenant_id, &name)
         .await?
+        .filter(|agent| caller.scope().allows_agent(&agent.name))
         .ok_or_else(|| Error::not_found(format!("agent {name}")))?;
     Ok(HttpResponse::Ok().json(agent_view(&agent)))
 }
@@ -102,6 +121,7 @@ async fn delete(state: web::Data<AppState>, caller: Caller, name: web::Path<Stri
         messages::DeleteAgent { name: name.clone() },
     )
     .await??;
+    caller.did(&state, "agent.delete", name.clone());
     Ok(HttpResponse::Ok().json(AgentDeleted {
         status: "deleted",
         agent: name,
@@ -149,6 +169,7 @@ async fn get_scripts(
 ) -> Result<HttpResponse> {
     let agent = db::agents::find(&state.db, &caller.tenant_id, &query.agent)
         .await?
+        .filter(|agent| caller.scope().allows_agent(&agent.name))
         .ok_or_else(|| Error::not_found(format!("agent {}", query.agent)))?;
     Ok(HttpResponse::Ok().json(AgentScripts {
         scripts: agent_scripts(&agent),

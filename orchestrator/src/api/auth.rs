@@ -2,9 +2,11 @@
 
 use crate::api::agent_protocol::StatusOk;
 use crate::api::docs::Endpoint;
-use crate::auth::{api_keys, jwt, passwords, sha256_hex, Caller, Credential};
-use crate::db::models::{ApiKey, EmailCode, RefreshToken, Tenant, User};
-use crate::db::{self, accounts, audit, audit::AuditEvent};
+use crate::audit::{Outcome, Record};
+use crate::auth::permissions::{Permission, Role};
+use crate::auth::{jwt, passwords, sha256_hex, Caller};
+use crate::db::models::{EmailCode, PasswordReset, RefreshToken, Tenant, User};
+use crate::db::{self, accounts};
 use crate::error::{Error, Result};
 use crate::extract::{required_text, JsonBody};
 use crate::state::AppState;
@@ -13,8 +15,8 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-const CODE_TTL_MS: i64 = 15 * 60 * 1000;
-const MAX_CODE_ATTEMPTS: i32 = 5;
+pub const CODE_TTL_MS: i64 = 15 * 60 * 1000;
+pub const MAX_CODE_ATTEMPTS: i32 = 5;
 const MAX_EMAIL_LEN: usize = 254;
 
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -25,8 +27,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(Endpoint::new(__path_refresh, refresh));
     cfg.service(Endpoint::new(__path_logout, logout));
     cfg.service(Endpoint::new(__path_me, me));
-    cfg.service(Endpoint::new(__path_create_api_key, create_api_key).and(__path_list_api_keys, list_api_keys));
-    cfg.service(Endpoint::new(__path_revoke_api_key, revoke_api_key));
+    cfg.service(Endpoint::new(__path_forgot_password, forgot_password));
+    cfg.service(Endpoint::new(__path_reset_password, reset_password));
+    cfg.service(Endpoint::new(__path_change_password, change_password));
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -50,26 +53,23 @@ pub struct VerifyRequest {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct EmailOnly {
-    email: String,
+    pub email: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     email: String,
     password: String,
+    /// The tenant to log in to, for a member of several (`GET /auth/me` lists them);
+    /// default: the tenant the user joined first.
+    #[serde(default)]
+    #[schema(example = "ten_0192f7c5e0a87b4c9d1e2f3a4b5c6d7e")]
+    tenant: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RefreshRequest {
     refresh_token: String,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct CreateKeyRequest {
-    name: String,
-    /// Days until the key expires, 1 to 3650; none: it does not expire.
-    #[serde(default)]
-    expires_days: Option<i64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -110,19 +110,33 @@ pub struct StatusMessage {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Me {
-    /// The logged-in user; null for an API key that no user created.
+    /// The logged-in user, or the key's creator; null for an API key that no user created.
     user: Option<MeUser>,
     tenant: MeTenant,
     auth: MeAuth,
+    /// The caller's role in this tenant: the person's, or the API key's.
+    role: Role,
+    /// What the role allows here (the permission table).
+    permissions: Vec<Permission>,
+    /// The person's tenants (login with `"tenant"` picks one); empty for an API key.
+    memberships: Vec<MeMembership>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MeUser {
     id: String,
     email: String,
-    role: String,
+    /// The user's role in this tenant (for a key: its creator's).
+    role: Option<Role>,
     email_verified: bool,
     created_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MeMembership {
+    tenant_id: String,
+    tenant_name: String,
+    role: Role,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -143,40 +157,34 @@ pub struct MeAuth {
     key_id: Option<String>,
 }
 
-/// An API key as listed (never the key itself).
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ApiKeyView {
-    id: String,
-    name: String,
-    /// The key's first characters, to recognise it.
-    key_prefix: String,
-    created_at: String,
-    expires_at: Option<String>,
-    last_used_at: Option<String>,
-}
-
-/// A new API key: the only time the key itself is shown.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ApiKeyCreated {
-    #[serde(flatten)]
-    view: ApiKeyView,
-    /// The `sm_live_...` key.
-    key: String,
-    warning: &'static str,
-}
-
-/// `{"status": "revoked", "id": ...}`.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Revoked {
-    #[schema(example = "revoked")]
-    status: &'static str,
-    id: String,
-}
-
 fn client_addr(req: &HttpRequest) -> String {
     req.peer_addr()
         .map(|addr| addr.ip().to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// An audit entry of someone who has no token yet (signing up, logging in, resetting a
+/// password), known by the address they gave.
+pub fn person_record(
+    req: &HttpRequest,
+    tenant_id: Option<&str>,
+    user_id: Option<&str>,
+    email: &str,
+    action: &'static str,
+    outcome: Outcome,
+    detail: String,
+) -> Record {
+    Record {
+        tenant_id: tenant_id.map(str::to_owned),
+        user_id: user_id.map(str::to_owned),
+        actor: Some(email.to_owned()).filter(|email| !email.is_empty()),
+        actor_id: user_id.map(str::to_owned),
+        action,
+        target: Some(email.to_owned()).filter(|email| !email.is_empty()),
+        outcome,
+        detail,
+        client_addr: Some(client_addr(req)),
+    }
 }
 
 /// Lower-cases and checks an email address (shape only; the verification code proves it).
@@ -200,7 +208,7 @@ pub fn normalize_email(email: &str) -> Result<String> {
 }
 
 /// Per client address and per email, on the endpoints that guess at secrets.
-fn rate_limit(state: &AppState, req: &HttpRequest, endpoint: &str, email: &str) -> Result<()> {
+pub fn rate_limit(state: &AppState, req: &HttpRequest, endpoint: &str, email: &str) -> Result<()> {
     let limit = state.config.auth_rate_limit_per_minute;
     state.rate_limiter.check(
         format!("{endpoint}:addr:{}", client_addr(req)),
@@ -257,22 +265,19 @@ async fn register(
         tenant_id: tenant.id.clone(),
         email: email.clone(),
         password_hash,
-        role: "owner".into(),
         email_verified: false,
         created_at: now,
     };
     accounts::create_tenant_with_owner(&state.db, &tenant, &user).await?;
-    audit::record(
-        &state.db,
-        AuditEvent {
-            tenant_id: Some(&tenant.id),
-            user_id: Some(&user.id),
-            event: "user.registered",
-            detail: email.clone(),
-            client_addr: Some(client_addr(&req)),
-        },
-    )
-    .await?;
+    state.audit.record(person_record(
+        &req,
+        Some(&tenant.id),
+        Some(&user.id),
+        &email,
+        "user.register",
+        Outcome::Ok,
+        String::new(),
+    ));
     send_new_code(&state, &user).await?;
     Ok(HttpResponse::Created().json(Registered {
         status: "verification_required",
@@ -286,7 +291,7 @@ async fn register(
 /// Stores a fresh code and sends it in the background (a slow mail server must not hold
 /// the request; a failed send is logged and the user can ask again).
 async fn send_new_code(state: &web::Data<AppState>, user: &User) -> Result<()> {
-    let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
+    let code = new_code();
     let now = db::now_ms();
     accounts::replace_email_code(
         &state.db,
@@ -309,7 +314,14 @@ async fn send_new_code(state: &web::Data<AppState>, user: &User) -> Result<()> {
     Ok(())
 }
 
-fn code_hash(user_id: &str, code: &str) -> String {
+/// A random 6-digit code, as emailed.
+pub fn new_code() -> String {
+    format!("{:06}", rand::rng().random_range(0..1_000_000u32))
+}
+
+/// How a code is stored: hashed with what it is for, so a code for one thing is never
+/// taken for another.
+pub fn code_hash(user_id: &str, code: &str) -> String {
     sha256_hex(&format!("{user_id}:{code}"))
 }
 
@@ -351,17 +363,15 @@ async fn verify_email(
         return Err(invalid());
     }
     accounts::mark_email_verified(&state.db, &user.id).await?;
-    audit::record(
-        &state.db,
-        AuditEvent {
-            tenant_id: Some(&user.tenant_id),
-            user_id: Some(&user.id),
-            event: "email.verified",
-            detail: email,
-            client_addr: Some(client_addr(&req)),
-        },
-    )
-    .await?;
+    state.audit.record(person_record(
+        &req,
+        Some(&user.tenant_id),
+        Some(&user.id),
+        &email,
+        "user.verify_email",
+        Outcome::Ok,
+        String::new(),
+    ));
     Ok(HttpResponse::Ok().json(StatusOnly { status: "verified" }))
 }
 
@@ -428,22 +438,29 @@ async fn login(
             state.config.bcrypt_cost,
         )
         .await?;
-    let Some(user) = user.filter(|_| password_ok) else {
-        audit::record(
-            &state.db,
-            AuditEvent {
-                tenant_id: None,
-                user_id: None,
-                event: "login.failed",
-                detail: email.chars().take(MAX_EMAIL_LEN).collect(),
-                client_addr: Some(client_addr(&req)),
-            },
-        )
-        .await?;
-        return Err(Error::Unauthorized {
-            code: "invalid_credentials",
-            message: "wrong email or password".into(),
-        });
+    let user = match user {
+        Some(user) if password_ok => user,
+        other => {
+            let shown: String = email.chars().take(MAX_EMAIL_LEN).collect();
+            // Into the tenant the address belongs to, so that its admins see attempts on it.
+            let (tenant, user_id) = match &other {
+                Some(user) => (Some(user.tenant_id.as_str()), Some(user.id.as_str())),
+                None => (None, None),
+            };
+            state.audit.record(person_record(
+                &req,
+                tenant,
+                user_id,
+                &shown,
+                "user.login",
+                Outcome::Denied,
+                "wrong email or password".into(),
+            ));
+            return Err(Error::Unauthorized {
+                code: "invalid_credentials",
+                message: "wrong email or password".into(),
+            });
+        }
     };
     if !user.email_verified {
         return Err(Error::forbidden(
@@ -451,28 +468,43 @@ async fn login(
             "verify your email first: enter the 6-digit code we sent at POST /auth/verify-email (POST /auth/resend-code sends a new one)",
         ));
     }
-    audit::record(
-        &state.db,
-        AuditEvent {
-            tenant_id: Some(&user.tenant_id),
-            user_id: Some(&user.id),
-            event: "login.succeeded",
-            detail: email,
-            client_addr: Some(client_addr(&req)),
-        },
-    )
-    .await?;
-    let pair = issue_tokens(&state, &user, db::new_id("fam")).await?;
+    let memberships = accounts::memberships_of(&state.db, &user.id).await?;
+    let chosen = match body.tenant.as_deref().map(str::trim) {
+        Some(tenant) => memberships.iter().find(|(m, _)| m.tenant_id == tenant).ok_or_else(|| {
+            Error::forbidden(
+                "not_a_member",
+                format!("you are not a member of tenant {tenant}; GET /auth/me lists your tenants"),
+            )
+        })?,
+        // The tenant the user joined first.
+        None => memberships
+            .iter()
+            .find(|(m, _)| m.tenant_id == user.tenant_id)
+            .or(memberships.first())
+            .ok_or_else(|| Error::forbidden("not_a_member", "you are not a member of any tenant"))?,
+    };
+    let tenant_id = chosen.0.tenant_id.clone();
+    state.audit.record(person_record(
+        &req,
+        Some(&tenant_id),
+        Some(&user.id),
+        &email,
+        "user.login",
+        Outcome::Ok,
+        String::new(),
+    ));
+    let pair = issue_tokens(&state, &user.id, &tenant_id, db::new_id("fam")).await?;
     Ok(HttpResponse::Ok().json(pair))
 }
 
-async fn issue_tokens(state: &AppState, user: &User, family_id: String) -> Result<TokenPair> {
+/// A new access token and refresh token for the user in the tenant. The access token
+/// carries no role: each request reads the membership's role as it is then.
+pub async fn issue_tokens(state: &AppState, user_id: &str, tenant_id: &str, family_id: String) -> Result<TokenPair> {
     let now = chrono::Utc::now().timestamp();
     let access_ttl = state.config.access_token_ttl.as_secs();
     let access_token = state.jwt.sign(&jwt::AccessClaims {
-        sub: user.id.clone(),
-        tid: user.tenant_id.clone(),
-        role: user.role.clone(),
+        sub: user_id.to_owned(),
+        tid: tenant_id.to_owned(),
         typ: "access".into(),
         iat: now,
         exp: now + access_ttl as i64,
@@ -480,8 +512,8 @@ async fn issue_tokens(state: &AppState, user: &User, family_id: String) -> Resul
     let refresh_id = db::new_id("rtk");
     let refresh_exp = now + state.config.refresh_token_ttl.as_secs() as i64;
     let refresh_token = state.jwt.sign(&jwt::RefreshClaims {
-        sub: user.id.clone(),
-        tid: user.tenant_id.clone(),
+        sub: user_id.to_owned(),
+        tid: tenant_id.to_owned(),
         jti: refresh_id.clone(),
         fam: family_id.clone(),
         typ: "refresh".into(),
@@ -494,8 +526,8 @@ async fn issue_tokens(state: &AppState, user: &User, family_id: String) -> Resul
             id: refresh_id,
             token_hash: sha256_hex(&refresh_token),
             family_id,
-            user_id: user.id.clone(),
-            tenant_id: user.tenant_id.clone(),
+            user_id: user_id.to_owned(),
+            tenant_id: tenant_id.to_owned(),
             expires_at: refresh_exp * 1000,
             used_at: None,
             revoked_at: None,
@@ -540,26 +572,25 @@ async fn refresh(
     if !fresh {
         // A rotated token came back: it was stolen or replayed. End the whole session.
         accounts::revoke_refresh_family(&state.db, &stored.family_id, now).await?;
-        audit::record(
-            &state.db,
-            AuditEvent {
-                tenant_id: Some(&stored.tenant_id),
-                user_id: Some(&stored.user_id),
-                event: "refresh_token.reused",
-                detail: format!("family {} revoked", stored.family_id),
-                client_addr: Some(client_addr(&req)),
-            },
-        )
-        .await?;
+        state.audit.record(person_record(
+            &req,
+            Some(&stored.tenant_id),
+            Some(&stored.user_id),
+            "",
+            "session.reuse",
+            Outcome::Denied,
+            format!("a used refresh token came back; session {} revoked", stored.family_id),
+        ));
         return Err(Error::Unauthorized {
             code: "refresh_token_reused",
             message: "this refresh token was already used; the session has been revoked, log in again".into(),
         });
     }
-    let user = accounts::find_user(&state.db, &claims.tid, &claims.sub)
+    // A member removed meanwhile gets no new tokens.
+    accounts::membership_role(&state.db, &claims.tid, &claims.sub)
         .await?
         .ok_or_else(revoked)?;
-    let pair = issue_tokens(&state, &user, stored.family_id).await?;
+    let pair = issue_tokens(&state, &claims.sub, &claims.tid, stored.family_id).await?;
     Ok(HttpResponse::Ok().json(pair))
 }
 
@@ -590,7 +621,7 @@ async fn logout(state: web::Data<AppState>, JsonBody(body): JsonBody<RefreshRequ
 /// Who am I.
 #[utoipa::path(
     get, path = "/auth/me", tag = "auth",
-    responses((status = 200, description = "The caller, its tenant and how it authenticated", body = Me)),
+    responses((status = 200, description = "The caller, its tenant, its role and how it authenticated", body = Me)),
     security(("bearer" = [])),
 )]
 async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
@@ -598,14 +629,25 @@ async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> 
         .await?
         .ok_or_else(|| Error::unauthorized("the tenant no longer exists"))?;
     let user = match &caller.user_id {
-        Some(user_id) => accounts::find_user(&state.db, &caller.tenant_id, user_id).await?,
+        Some(user_id) => accounts::find_user(&state.db, user_id).await?,
+        None => None,
+    };
+    let memberships = match (&user, caller.is_person()) {
+        (Some(user), true) => accounts::memberships_of(&state.db, &user.id).await?,
+        _ => Vec::new(),
+    };
+    let user_role = match &user {
+        Some(user) if caller.is_person() => Some(caller.role),
+        Some(user) => accounts::membership_role(&state.db, &caller.tenant_id, &user.id)
+            .await?
+            .and_then(|(role, _)| Role::parse(&role)),
         None => None,
     };
     Ok(HttpResponse::Ok().json(Me {
         user: user.map(|u| MeUser {
             id: u.id,
             email: u.email,
-            role: u.role,
+            role: user_role,
             email_verified: u.email_verified,
             created_at: db::format_time(u.created_at),
         }),
@@ -614,153 +656,208 @@ async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> 
             name: tenant.name,
             created_at: db::format_time(tenant.created_at),
         },
-        auth: match caller.credential {
-            Credential::Jwt => MeAuth {
+        auth: match caller.api_key_id() {
+            None => MeAuth {
                 kind: "jwt",
                 key_id: None,
             },
-            Credential::ApiKey { key_id } => MeAuth {
+            Some(key_id) => MeAuth {
                 kind: "api_key",
-                key_id: Some(key_id),
+                key_id: Some(key_id.to_owned()),
             },
         },
+        role: caller.role,
+        permissions: Permission::ALL.into_iter().filter(|p| caller.may(*p)).collect(),
+        memberships: memberships
+            .into_iter()
+            .filter_map(|(membership, tenant)| {
+                Some(MeMembership {
+                    role: Role::parse(&membership.role)?,
+                    tenant_id: tenant.id,
+                    tenant_name: tenant.name,
+                })
+            })
+            .collect(),
     }))
 }
 
-/// Keys are managed by people (JWT): a leaked key must not be able to mint itself successors.
-fn require_person(caller: &Caller) -> Result<()> {
-    if caller.credential != Credential::Jwt {
-        return Err(Error::forbidden(
-            "forbidden",
-            "API keys cannot create or revoke API keys; log in and use the access token",
-        ));
-    }
-    Ok(())
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ResetRequest {
+    email: String,
+    /// The 6-digit code from the email.
+    #[schema(example = "123456")]
+    code: String,
+    /// The new password, at least 8 characters.
+    password: String,
 }
 
-fn key_view(key: &ApiKey) -> ApiKeyView {
-    ApiKeyView {
-        id: key.id.clone(),
-        name: key.name.clone(),
-        key_prefix: key.key_prefix.clone(),
-        created_at: db::format_time(key.created_at),
-        expires_at: db::format_time_opt(key.expires_at),
-        last_used_at: db::format_time_opt(key.last_used_at),
-    }
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ChangePasswordRequest {
+    current_password: String,
+    /// At least 8 characters.
+    new_password: String,
 }
 
-/// Create an API key.
+/// Ask for a password reset code.
 ///
-/// Needs a login token: API keys cannot create keys. The key is shown only in this answer.
+/// Emails a 6-digit code to the address if it has an account. The answer is the same
+/// either way, so it tells nobody whether the address is registered.
 #[utoipa::path(
-    post, path = "/auth/api-keys", tag = "auth",
-    request_body = CreateKeyRequest,
+    post, path = "/auth/forgot-password", tag = "auth",
+    request_body = EmailOnly,
     responses(
-        (status = 201, description = "Created", body = ApiKeyCreated),
-        (status = 403, description = "Called with an API key (`forbidden`)"),
-        (status = 422, description = "A bad name or expiry"),
+        (status = 202, description = "Sent if the address has an account", body = StatusMessage),
+        (status = 429, description = "Too many attempts (`rate_limited`); see Retry-After"),
     ),
-    security(("access_token" = [])),
 )]
-async fn create_api_key(
+async fn forgot_password(
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
-    JsonBody(body): JsonBody<CreateKeyRequest>,
+    JsonBody(body): JsonBody<EmailOnly>,
 ) -> Result<HttpResponse> {
-    require_person(&caller)?;
-    let name = required_text("name", &body.name, 100)?;
-    if let Some(days) = body.expires_days {
-        if !(1..=3650).contains(&days) {
-            return Err(Error::Validation(
-                "expires_days must be a whole number from 1 to 3650".into(),
+    rate_limit(&state, &req, "forgot", &body.email)?;
+    if let Ok(email) = normalize_email(&body.email) {
+        if let Some(user) = accounts::find_user_by_email(&state.db, &email).await? {
+            let code = new_code();
+            let now = db::now_ms();
+            accounts::replace_password_reset(
+                &state.db,
+                &PasswordReset {
+                    user_id: user.id.clone(),
+                    code_hash: code_hash(&format!("reset:{}", user.id), &code),
+                    expires_at: now + CODE_TTL_MS,
+                    attempts: 0,
+                    created_at: now,
+                },
+            )
+            .await?;
+            state.audit.record(person_record(
+                &req,
+                Some(&user.tenant_id),
+                Some(&user.id),
+                &email,
+                "user.forgot_password",
+                Outcome::Ok,
+                String::new(),
             ));
+            let mailer = state.mailer.clone();
+            actix_rt::spawn(async move {
+                if let Err(error) = mailer.send_password_reset(&email, &code).await {
+                    tracing::error!(%error, "could not send the password reset code");
+                }
+            });
         }
     }
-    let raw = api_keys::generate();
-    let now = db::now_ms();
-    let key = ApiKey {
-        id: db::new_id("key"),
-        tenant_id: caller.tenant_id.clone(),
-        user_id: caller.user_id.clone(),
-        name,
-        key_prefix: api_keys::display_prefix(&raw),
-        key_hash: sha256_hex(&raw),
-        created_at: now,
-        expires_at: body.expires_days.map(|days| now + days * 86_400_000),
-        last_used_at: None,
-        revoked_at: None,
-    };
-    accounts::insert_api_key(&state.db, &key).await?;
-    audit::record(
-        &state.db,
-        AuditEvent {
-            tenant_id: Some(&caller.tenant_id),
-            user_id: caller.user_id.as_deref(),
-            event: "api_key.created",
-            detail: format!("{} ({})", key.id, key.key_prefix),
-            client_addr: Some(client_addr(&req)),
-        },
-    )
-    .await?;
-    Ok(HttpResponse::Created().json(ApiKeyCreated {
-        view: key_view(&key),
-        key: raw,
-        warning: "Store this key securely. It will not be shown again.",
+    Ok(HttpResponse::Accepted().json(StatusMessage {
+        status: "sent",
+        message: "If this address has an account, a reset code is on its way.",
     }))
 }
 
-/// List the tenant's API keys.
+/// Set a new password with the emailed reset code.
+///
+/// Ends every session of the user: all their refresh tokens are revoked.
 #[utoipa::path(
-    get, path = "/auth/api-keys", tag = "auth",
-    responses((status = 200, description = "The keys (never the keys themselves)", body = Vec<ApiKeyView>)),
-    security(("bearer" = [])),
+    post, path = "/auth/reset-password", tag = "auth",
+    request_body = ResetRequest,
+    responses(
+        (status = 200, description = "The password is set; log in with it", body = StatusOnly),
+        (status = 400, description = "Wrong, expired or used-up code (`invalid_code`)"),
+        (status = 422, description = "A weak password"),
+        (status = 429, description = "Too many attempts (`rate_limited`); see Retry-After"),
+    ),
 )]
-async fn list_api_keys(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
-    let keys = accounts::list_api_keys(&state.db, &caller.tenant_id).await?;
-    Ok(HttpResponse::Ok().json(keys.iter().map(key_view).collect::<Vec<_>>()))
+async fn reset_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    JsonBody(body): JsonBody<ResetRequest>,
+) -> Result<HttpResponse> {
+    rate_limit(&state, &req, "reset", &body.email)?;
+    let invalid = || {
+        Error::bad_request(
+            "invalid_code",
+            "the code is invalid or has expired; ask for a new one at POST /auth/forgot-password",
+        )
+    };
+    let email = normalize_email(&body.email).map_err(|_| invalid())?;
+    passwords::validate(&body.password)?;
+    let user = accounts::find_user_by_email(&state.db, &email)
+        .await?
+        .ok_or_else(invalid)?;
+    let stored = accounts::find_password_reset(&state.db, &user.id)
+        .await?
+        .ok_or_else(invalid)?;
+    if stored.attempts >= MAX_CODE_ATTEMPTS || stored.expires_at <= db::now_ms() {
+        return Err(invalid());
+    }
+    let code = body.code.trim();
+    if code.len() != 6 || stored.code_hash != code_hash(&format!("reset:{}", user.id), code) {
+        accounts::count_wrong_reset(&state.db, &user.id).await?;
+        return Err(invalid());
+    }
+    let hash = passwords::hash(body.password, state.config.bcrypt_cost).await?;
+    // The code came by email, so the address is proven too.
+    accounts::set_password(&state.db, &user.id, &hash, db::now_ms()).await?;
+    state.audit.record(person_record(
+        &req,
+        Some(&user.tenant_id),
+        Some(&user.id),
+        &email,
+        "user.reset_password",
+        Outcome::Ok,
+        "every session revoked".into(),
+    ));
+    Ok(HttpResponse::Ok().json(StatusOnly { status: "reset" }))
 }
 
-/// Revoke an API key.
+/// Change your password.
 ///
-/// Needs a login token: API keys cannot revoke keys.
+/// Ends every other session (all refresh tokens are revoked) and answers a new token pair
+/// for this one.
 #[utoipa::path(
-    delete, path = "/auth/api-keys/{id}", tag = "auth",
-    params(("id" = String, Path, description = "The key's id")),
+    post, path = "/auth/change-password", tag = "auth",
+    request_body = ChangePasswordRequest,
     responses(
-        (status = 200, description = "Revoked", body = Revoked),
-        (status = 403, description = "Called with an API key (`forbidden`)"),
-        (status = 404, description = "No such key in your tenant"),
+        (status = 200, description = "Changed; the new token pair", body = TokenPair),
+        (status = 401, description = "The current password is wrong (`invalid_credentials`)"),
+        (status = 422, description = "A weak new password"),
     ),
     security(("access_token" = [])),
 )]
-async fn revoke_api_key(
+async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,
     caller: Caller,
-    path: web::Path<String>,
+    JsonBody(body): JsonBody<ChangePasswordRequest>,
 ) -> Result<HttpResponse> {
-    require_person(&caller)?;
-    let key_id = path.into_inner();
-    if !accounts::revoke_api_key(&state.db, &caller.tenant_id, &key_id, db::now_ms()).await? {
-        return Err(Error::not_found(format!("API key {key_id}")));
+    let user_id = caller
+        .user_id
+        .clone()
+        .ok_or_else(|| Error::unauthorized("log in first"))?;
+    rate_limit(&state, &req, "change_password", &user_id)?;
+    passwords::validate(&body.new_password)?;
+    let user = accounts::find_user(&state.db, &user_id)
+        .await?
+        .ok_or_else(|| Error::unauthorized("the user no longer exists"))?;
+    let current_ok = body.current_password.len() <= passwords::MAX_PASSWORD_BYTES
+        && passwords::verify(
+            body.current_password,
+            Some(user.password_hash.clone()),
+            state.config.bcrypt_cost,
+        )
+        .await?;
+    if !current_ok {
+        let error = Error::Unauthorized {
+            code: "invalid_credentials",
+            message: "the current password is wrong".into(),
+        };
+        return Err(caller.refused(&state, "user.change_password", user.email, error));
     }
-    state.key_cache.evict(&key_id);
-    audit::record(
-        &state.db,
-        AuditEvent {
-            tenant_id: Some(&caller.tenant_id),
-            user_id: caller.user_id.as_deref(),
-            event: "api_key.revoked",
-            detail: key_id.clone(),
-            client_addr: Some(client_addr(&req)),
-        },
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(Revoked {
-        status: "revoked",
-        id: key_id,
-    }))
+    let hash = passwords::hash(body.new_password, state.config.bcrypt_cost).await?;
+    accounts::set_password(&state.db, &user.id, &hash, db::now_ms()).await?;
+    caller.did(&state, "user.change_password", user.email);
+    let pair = issue_tokens(&state, &user.id, &caller.tenant_id, db::new_id("fam")).await?;
+    Ok(HttpResponse::Ok().json(pair))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The OpenAPI 3 document, built from the very registrations the server serves, and the
 //! pages that show it: `GET /openapi.json` and Swagger UI at `/docs` (assets embedded).
 
+use crate::auth::permissions::{self, Access, Role};
 use crate::error::ErrorBody;
 use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::http::header::{self, HeaderValue};
@@ -32,11 +33,27 @@ type SchemaRefs = Vec<(String, RefOr<Schema>)>;
 /// One path with its methods: each handler is served exactly at the path and methods of its
 /// `#[utoipa::path]`, in one actix resource (so a method not documented answers 405), and the
 /// same annotation goes into the document. Served and documented cannot drift apart.
+///
+/// Each method's access comes from the one permission table (`permissions::ENDPOINTS`):
+/// it is attached to the resource for the `Caller` extractor to check, and written into the
+/// document as `x-permission`. A route the table does not list stops start-up.
 pub struct Endpoint {
     path: String,
     resource: actix_web::Resource,
     paths: Paths,
     schemas: SchemaRefs,
+    access: RouteAccess,
+}
+
+/// The access each method of one resource needs, as the `Caller` extractor finds it in the
+/// request's app data.
+#[derive(Clone, Debug, Default)]
+pub struct RouteAccess(Vec<(Method, Access)>);
+
+impl RouteAccess {
+    pub fn get(&self, method: &Method) -> Option<Access> {
+        self.0.iter().find(|(m, _)| m == method).map(|(_, access)| *access)
+    }
 }
 
 impl Endpoint {
@@ -53,6 +70,7 @@ impl Endpoint {
             path,
             paths: Paths::new(),
             schemas: Vec::new(),
+            access: RouteAccess::default(),
         }
         .and(doc, handler)
     }
@@ -66,12 +84,26 @@ impl Endpoint {
         F::Output: Responder + 'static,
     {
         assert_eq!(D::path(), self.path, "one Endpoint serves one path");
+        let mut paths = doc.paths();
         for method in D::methods() {
-            self.resource = self
-                .resource
-                .route(web::method(actix_method(&method)).to(handler.clone()));
+            let method = actix_method(&method);
+            let access = permissions::access(method.as_str(), &self.path).unwrap_or_else(|| {
+                panic!(
+                    "{method} {} has no entry in the permission table (auth::permissions::ENDPOINTS)",
+                    self.path
+                )
+            });
+            if let Some(operation) = paths
+                .paths
+                .get_mut(&self.path)
+                .and_then(|item| operation_mut(item, &method))
+            {
+                document_access(operation, access);
+            }
+            self.access.0.push((method.clone(), access));
+            self.resource = self.resource.route(web::method(method).to(handler.clone()));
         }
-        self.paths.merge(doc.paths());
+        self.paths.merge(paths);
         doc.schemas(&mut self.schemas);
         self
     }
@@ -90,9 +122,65 @@ fn actix_method(method: &HttpMethod) -> Method {
     }
 }
 
+fn operation_mut<'a>(item: &'a mut utoipa::openapi::PathItem, method: &Method) -> Option<&'a mut Operation> {
+    match *method {
+        Method::GET => item.get.as_mut(),
+        Method::POST => item.post.as_mut(),
+        Method::PUT => item.put.as_mut(),
+        Method::DELETE => item.delete.as_mut(),
+        Method::PATCH => item.patch.as_mut(),
+        Method::HEAD => item.head.as_mut(),
+        Method::OPTIONS => item.options.as_mut(),
+        Method::TRACE => item.trace.as_mut(),
+        _ => None,
+    }
+}
+
+/// `x-permission` on the operation, and a line in its description, from the table.
+fn document_access(operation: &mut Operation, access: Access) {
+    let (value, line) = match access {
+        Access::Public => ("public".to_owned(), "Needs no credential.".to_owned()),
+        Access::Authenticated => (
+            "authenticated".to_owned(),
+            "Needs any valid credential of the tenant.".to_owned(),
+        ),
+        Access::Requires(permission) => {
+            let roles: Vec<&str> = Role::ALL
+                .into_iter()
+                .filter(|role| role.grants(permission))
+                .map(|role| {
+                    if role == Role::Agent {
+                        "agent keys"
+                    } else {
+                        role.as_str()
+                    }
+                })
+                .collect();
+            let person = if permission.person_only() {
+                " (a login token, not an API key)"
+            } else {
+                ""
+            };
+            (
+                permission.as_str().to_owned(),
+                format!("Needs `{permission}`{person}: {}.", roles.join(", ")),
+            )
+        }
+    };
+    operation
+        .extensions
+        .get_or_insert_with(Default::default)
+        .insert("x-permission".into(), serde_json::Value::String(value));
+    let description = operation.description.get_or_insert_with(String::new);
+    if !description.is_empty() {
+        description.push_str("\n\n");
+    }
+    description.push_str(&line);
+}
+
 impl HttpServiceFactory for Endpoint {
     fn register(self, config: &mut AppService) {
-        self.resource.register(config)
+        self.resource.app_data(self.access).register(config)
     }
 }
 

@@ -60,6 +60,7 @@ async fn create(
     JsonBody(request): JsonBody<NewIntegration>,
 ) -> Result<HttpResponse> {
     let created = service::create(&state.db, &state.config, &caller.tenant_id, request).await?;
+    caller.did(&state, "integration.create", created.integration.id.clone());
     let warning = created
         .generated_secret
         .as_ref()
@@ -127,6 +128,7 @@ async fn update(
     JsonBody(patch): JsonBody<IntegrationPatch>,
 ) -> Result<HttpResponse> {
     let row = service::update(&state.db, &state.config, &caller.tenant_id, &id, patch).await?;
+    caller.did(&state, "integration.update", row.id.clone());
     Ok(HttpResponse::Ok().json(service::view(&row)))
 }
 
@@ -142,6 +144,7 @@ async fn update(
 )]
 async fn delete(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse> {
     service::delete(&state.db, &caller.tenant_id, &id).await?;
+    caller.did(&state, "integration.delete", id.as_str());
     Ok(HttpResponse::Ok().json(Deleted {
         status: "deleted",
         id: id.into_inner(),
@@ -177,6 +180,11 @@ async fn test(state: web::Data<AppState>, caller: Caller, id: web::Path<String>)
         integration_id: id.into_inner(),
     };
     let delivery = state.integrations.send(message).await??;
+    caller.did(
+        &state,
+        "integration.test",
+        delivery.integration_id.clone().unwrap_or_default(),
+    );
     let attempts =
         crate::db::integrations::attempts_of(&state.db, &caller.tenant_id, std::slice::from_ref(&delivery.id)).await?;
     Ok(HttpResponse::Ok().json(TestOutcome {

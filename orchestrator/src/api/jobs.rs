@@ -1,6 +1,7 @@
 //! Jobs: `/trigger-script`, `/jobs`, `/jobs/{id}`, `/jobs/{id}/cancel`, `/fan-out`.
 
 use crate::api::docs::Endpoint;
+use crate::api::paging;
 use crate::auth::Caller;
 use crate::db::{self, jobs::JobFilter};
 use crate::error::{Error, Result};
@@ -67,16 +68,35 @@ async fn trigger(
     JsonBody(request): JsonBody<TriggerRequest>,
 ) -> Result<HttpResponse> {
     validate::script_name(&request.run_script)?;
+    let agent = request.agent.trim().to_owned();
+    let scope = caller.scope();
+    caller
+        .require_in_scope(
+            scope.allows_script(&request.run_script),
+            format_args!("script {}", request.run_script),
+        )
+        .map_err(|error| caller.refused(&state, "job.trigger", agent.clone(), error))?;
     let params = validate::params(request.params)?;
     let message = messages::Trigger {
-        agent: request.agent.trim().to_owned(),
+        agent: agent.clone(),
         script: request.run_script.clone(),
         secret_params: secrets::validate(request.secret_params, &params)?,
         params,
         timeout_secs: validate::timeout(request.timeout)?,
+        required_tags: scope.tags.clone(),
     };
-    let triggered = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
+    let triggered = match tenant::ask(&state.tenants, &caller.tenant_id, message).await? {
+        Ok(triggered) => triggered,
+        Err(error @ Error::Forbidden { .. }) => return Err(caller.refused(&state, "job.trigger", agent, error)),
+        Err(error) => return Err(error),
+    };
     let job = triggered.job;
+    state.audit.record(caller.audit(
+        "job.trigger",
+        job.id.clone(),
+        crate::audit::Outcome::Ok,
+        format!("{} on {}", job.script, job.agent_name),
+    ));
     if request.async_exec.unwrap_or(true) {
         // The spec's answer: the job is queued ("pending"), even when a parked poll took it
         // the same instant (GET /jobs/{id} then shows "dispatched").
@@ -145,17 +165,6 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-fn parse_time(field: &str, value: &Option<String>) -> Result<Option<i64>> {
-    value
-        .as_deref()
-        .map(|text| {
-            chrono::DateTime::parse_from_rfc3339(text)
-                .map(|t| t.timestamp_millis())
-                .map_err(|_| Error::Validation(format!("{field} must be an RFC 3339 time like 2026-03-10T14:32:11Z")))
-        })
-        .transpose()
-}
-
 /// Agent name -> online, for telling why pending jobs wait.
 async fn agent_status(state: &AppState, tenant_id: &str) -> Result<HashMap<String, bool>> {
     Ok(db::agents::list(&state.db, tenant_id)
@@ -185,17 +194,14 @@ async fn list(state: web::Data<AppState>, caller: Caller, query: web::Query<List
             )));
         }
     }
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(Error::Validation("limit must be 1 to 500".into()));
-    }
+    let limit = paging::limit(query.limit)?;
     let filter = JobFilter {
         agent: query.agent,
         status: query.status,
         script: query.script,
-        since: parse_time("since", &query.since)?,
-        until: parse_time("until", &query.until)?,
-        before_id: query.cursor,
+        since: paging::time("since", &query.since)?,
+        until: paging::time("until", &query.until)?,
+        before_id: paging::cursor("job", query.cursor)?,
     };
     let jobs = db::jobs::list(&state.db, &caller.tenant_id, &filter, limit + 1).await?;
     let online = agent_status(&state, &caller.tenant_id).await?;
@@ -290,14 +296,27 @@ async fn get(
     security(("bearer" = [])),
 )]
 async fn cancel(state: web::Data<AppState>, caller: Caller, job_id: web::Path<String>) -> Result<HttpResponse> {
+    let job_id = job_id.into_inner();
+    let scope = caller.scope();
+    if !scope.tags.is_empty() || !scope.scripts.is_empty() {
+        // A narrowed key cancels only what it could have started.
+        let job = db::jobs::get(&state.db, &caller.tenant_id, &job_id).await?;
+        let agent_tags = db::agents::find(&state.db, &caller.tenant_id, &job.agent_name)
+            .await?
+            .map(|agent| crate::views::agent_tags(&agent))
+            .unwrap_or_default();
+        let allowed = scope.allows_script(&job.script) && scope.allows_tags(&agent_tags);
+        caller
+            .require_in_scope(allowed, format_args!("job {job_id}"))
+            .map_err(|error| caller.refused(&state, "job.cancel", job_id.clone(), error))?;
+    }
     let view = tenant::ask(
         &state.tenants,
         &caller.tenant_id,
-        messages::Cancel {
-            job_id: job_id.into_inner(),
-        },
+        messages::Cancel { job_id: job_id.clone() },
     )
     .await??;
+    caller.did(&state, "job.cancel", job_id);
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -350,8 +369,28 @@ async fn fan_out(
         }
     }
     validate::script_name(&request.run_script)?;
-    let tags = request.tags.as_deref().map(validate::tags).transpose()?;
+    let scope = caller.scope();
+    caller
+        .require_in_scope(
+            scope.allows_script(&request.run_script),
+            format_args!("script {}", request.run_script),
+        )
+        .map_err(|error| caller.refused(&state, "fanout.create", request.run_script.clone(), error))?;
+    let mut tags = request.tags.as_deref().map(validate::tags).transpose()?;
+    if !scope.tags.is_empty() {
+        // A key narrowed to tags fans out to the agents carrying them only.
+        let all = tags.get_or_insert_with(Vec::new);
+        all.extend(
+            scope
+                .tags
+                .iter()
+                .filter(|tag| !all.contains(tag))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
     let params = validate::params(request.params)?;
+    let script = request.run_script.clone();
     let message = messages::FanOut {
         script: request.run_script,
         secret_params: secrets::validate(request.secret_params, &params)?,
@@ -364,6 +403,12 @@ async fn fan_out(
         max_errors: validate::max_errors(request.max_errors)?,
     };
     let fanned = tenant::ask(&state.tenants, &caller.tenant_id, message).await??;
+    state.audit.record(caller.audit(
+        "fanout.create",
+        fanned.fanout_id.clone(),
+        crate::audit::Outcome::Ok,
+        format!("{script} on {} agents", fanned.jobs.len()),
+    ));
     Ok(HttpResponse::Accepted().json(FanOutCreated {
         fanout_id: fanned.fanout_id,
         jobs: fanned.jobs,

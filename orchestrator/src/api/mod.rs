@@ -3,14 +3,18 @@
 
 pub mod agent_protocol;
 pub mod agents;
+pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod deliveries;
 pub mod docs;
 pub mod health;
 pub mod integrations;
 pub mod jobs;
+pub mod members;
 pub mod metrics;
 pub mod output;
+pub mod paging;
 pub mod schedules;
 
 use crate::error::Error;
@@ -31,6 +35,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(|err, _| Error::InvalidRequest(format!("path: {err}")).into()))
     .configure(health::routes)
     .configure(auth::routes)
+    .configure(api_keys::routes)
+    .configure(members::routes)
+    .configure(audit::routes)
     .configure(agents::routes)
     .configure(agent_protocol::routes)
     .configure(jobs::routes)

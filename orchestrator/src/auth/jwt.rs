@@ -11,7 +11,6 @@ pub struct AccessClaims {
     pub sub: String,
     /// The tenant id.
     pub tid: String,
-    pub role: String,
     pub typ: String,
     pub iat: i64,
     pub exp: i64,
@@ -91,7 +90,6 @@ mod tests {
         AccessClaims {
             sub: "usr_1".into(),
             tid: "ten_1".into(),
-            role: "owner".into(),
             typ: "access".into(),
             iat: 0,
             exp,

@@ -15,6 +15,7 @@
 //! after it: every eviction starts a new generation, and a `put` from an older one is
 //! dropped.
 
+use super::permissions::{KeyScope, Role};
 use crate::db::models::ApiKey;
 use crate::db::{settings, Db};
 use std::collections::HashMap;
@@ -38,9 +39,38 @@ pub struct KeyCache {
     changes_seen: Mutex<Option<String>>,
 }
 
+/// A key as read from the database, with its role and scope parsed once.
+#[derive(Debug)]
+pub struct CachedKey {
+    pub key: ApiKey,
+    /// None: the row holds a role no key can have (changed by SQL); the key is refused.
+    pub role: Option<Role>,
+    /// None: the row's scope is not valid JSON of a scope; the key is refused.
+    pub scope: Option<KeyScope>,
+    /// `key_... (name)`, as the audit log shows the key.
+    pub actor: String,
+}
+
+impl CachedKey {
+    pub fn new(key: ApiKey) -> CachedKey {
+        let role = Role::parse(&key.role).filter(|role| Role::KEY_ROLES.contains(role));
+        let scope = match &key.scope {
+            None => Some(KeyScope::default()),
+            Some(text) => serde_json::from_str(text).ok(),
+        };
+        let actor = format!("{} ({})", key.id, key.name);
+        CachedKey {
+            key,
+            role,
+            scope,
+            actor,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Entries {
-    by_hash: HashMap<String, (ApiKey, Instant)>,
+    by_hash: HashMap<String, (Arc<CachedKey>, Instant)>,
     /// Bumped by every eviction: a lookup started before it may hold what was evicted.
     generation: u64,
 }
@@ -82,7 +112,7 @@ impl KeyCache {
         Generation(self.lock().generation)
     }
 
-    pub fn get(&self, key_hash: &str) -> Option<ApiKey> {
+    pub fn get(&self, key_hash: &str) -> Option<Arc<CachedKey>> {
         if !self.trusted.load(Ordering::SeqCst) {
             return None;
         }
@@ -93,7 +123,7 @@ impl KeyCache {
 
     /// Caches a key read (or last seen) in `generation`; dropped if anything was evicted
     /// since.
-    pub fn put(&self, key: ApiKey, generation: Generation) {
+    pub fn put(&self, key: Arc<CachedKey>, generation: Generation) {
         if !self.trusted.load(Ordering::SeqCst) {
             return;
         }
@@ -105,14 +135,14 @@ impl KeyCache {
             let ttl = self.ttl;
             entries.by_hash.retain(|_, (_, cached_at)| cached_at.elapsed() < ttl);
         }
-        entries.by_hash.insert(key.key_hash.clone(), (key, Instant::now()));
+        entries.by_hash.insert(key.key.key_hash.clone(), (key, Instant::now()));
     }
 
     /// Forgets a key (by id) so that its revocation takes effect on the next request.
     pub fn evict(&self, key_id: &str) {
         let mut entries = self.lock();
         entries.generation += 1;
-        entries.by_hash.retain(|_, (key, _)| key.id != key_id);
+        entries.by_hash.retain(|_, (cached, _)| cached.key.id != key_id);
     }
 
     fn forget_all(&self) {
@@ -175,11 +205,17 @@ mod tests {
             expires_at: None,
             last_used_at: None,
             revoked_at: None,
+            role: "agent".into(),
+            scope: None,
         }
     }
 
+    fn cached(id: &str) -> Arc<CachedKey> {
+        Arc::new(CachedKey::new(key(id)))
+    }
+
     fn put(cache: &KeyCache, id: &str) {
-        cache.put(key(id), cache.generation());
+        cache.put(cached(id), cache.generation());
     }
 
     #[test]
@@ -200,10 +236,28 @@ mod tests {
         let before = cache.generation();
         // The lookup reads the key; meanwhile it is revoked (and evicted).
         cache.evict("a");
-        cache.put(key("a"), before);
+        cache.put(cached("a"), before);
         assert!(cache.get("hash-a").is_none(), "the stale answer stays out");
         put(&cache, "a");
         assert!(cache.get("hash-a").is_some(), "a lookup after the eviction is cached");
+    }
+
+    #[test]
+    fn roles_and_scopes_are_parsed_once_and_bad_ones_refuse_the_key() {
+        let mut row = key("a");
+        row.scope = Some(r#"{"agents":["w1"]}"#.into());
+        let parsed = CachedKey::new(row.clone());
+        assert_eq!(parsed.role, Some(Role::Agent));
+        assert_eq!(
+            parsed.scope.as_ref().map(|s| s.agents.clone()),
+            Some(vec!["w1".to_owned()])
+        );
+        assert_eq!(parsed.actor, "a (k)");
+        row.role = "owner".into();
+        row.scope = Some("not json".into());
+        let bad = CachedKey::new(row);
+        assert_eq!(bad.role, None, "no key is an owner");
+        assert!(bad.scope.is_none());
     }
 
     #[test]

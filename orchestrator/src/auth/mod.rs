@@ -7,6 +7,7 @@ pub mod jwt;
 pub mod key_cache;
 pub mod key_use;
 pub mod passwords;
+pub mod permissions;
 pub mod rate_limit;
 
 pub use caller::{Caller, Credential};

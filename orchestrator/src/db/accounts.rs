@@ -1,7 +1,8 @@
-//! Tenants, users, email verification codes, refresh tokens and API keys.
+//! Tenants, users, email verification and password reset codes, refresh tokens and API
+//! keys. Memberships and invitations are in `members`.
 
-use super::models::{ApiKey, EmailCode, RefreshToken, Tenant, User};
-use super::schema::{api_keys, email_codes, refresh_tokens, tenants, users};
+use super::models::{ApiKey, EmailCode, Membership, PasswordReset, RefreshToken, Tenant, User};
+use super::schema::{api_keys, email_codes, memberships, password_resets, refresh_tokens, tenants, users};
 use super::Db;
 use crate::error::{Error, Result};
 use crate::with_conn;
@@ -10,10 +11,20 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 
 /// Creates a tenant and its owner in one transaction; a taken email is a 409.
 pub async fn create_tenant_with_owner(db: &Db, tenant: &Tenant, user: &User) -> Result<()> {
+    let membership = Membership {
+        tenant_id: tenant.id.clone(),
+        user_id: user.id.clone(),
+        role: "owner".into(),
+        created_at: user.created_at,
+    };
     let outcome: Result<()> = with_conn!(db, |conn| {
         conn.transaction::<_, Error, _>(async |conn| {
             diesel::insert_into(tenants::table).values(tenant).execute(conn).await?;
             diesel::insert_into(users::table).values(user).execute(conn).await?;
+            diesel::insert_into(memberships::table)
+                .values(&membership)
+                .execute(conn)
+                .await?;
             Ok(())
         })
         .await
@@ -38,15 +49,124 @@ pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<User>> {
     })
 }
 
-pub async fn find_user(db: &Db, tenant_id: &str, user_id: &str) -> Result<Option<User>> {
+pub async fn find_user(db: &Db, user_id: &str) -> Result<Option<User>> {
     with_conn!(db, |conn| {
         Ok(users::table
             .filter(users::id.eq(user_id))
-            .filter(users::tenant_id.eq(tenant_id))
             .select(User::as_select())
             .first(conn)
             .await
             .optional()?)
+    })
+}
+
+/// The user's role in the tenant and their email; none when they are not a member.
+pub async fn membership_role(db: &Db, tenant_id: &str, user_id: &str) -> Result<Option<(String, String)>> {
+    with_conn!(db, |conn| {
+        Ok(memberships::table
+            .inner_join(users::table)
+            .filter(memberships::tenant_id.eq(tenant_id))
+            .filter(memberships::user_id.eq(user_id))
+            .select((memberships::role, users::email))
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+/// The user's memberships with their tenants, the oldest first.
+pub async fn memberships_of(db: &Db, user_id: &str) -> Result<Vec<(Membership, Tenant)>> {
+    with_conn!(db, |conn| {
+        Ok(memberships::table
+            .inner_join(tenants::table)
+            .filter(memberships::user_id.eq(user_id))
+            .order(memberships::created_at.asc())
+            .select((Membership::as_select(), Tenant::as_select()))
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Sets the user's password, drops any reset code, and revokes every refresh token of
+/// theirs: a reset or change ends all sessions.
+pub async fn set_password(db: &Db, user_id: &str, password_hash: &str, now: i64) -> Result<()> {
+    with_conn!(db, |conn| {
+        conn.transaction::<_, Error, _>(async |conn| {
+            diesel::update(users::table.filter(users::id.eq(user_id)))
+                .set((users::password_hash.eq(password_hash), users::email_verified.eq(true)))
+                .execute(conn)
+                .await?;
+            diesel::delete(password_resets::table.filter(password_resets::user_id.eq(user_id)))
+                .execute(conn)
+                .await?;
+            diesel::update(
+                refresh_tokens::table
+                    .filter(refresh_tokens::user_id.eq(user_id))
+                    .filter(refresh_tokens::revoked_at.is_null()),
+            )
+            .set(refresh_tokens::revoked_at.eq(now))
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+        .await
+    })
+}
+
+/// Stores a fresh password reset code for the user, replacing any earlier one.
+pub async fn replace_password_reset(db: &Db, reset: &PasswordReset) -> Result<()> {
+    with_conn!(db, |conn| {
+        diesel::insert_into(password_resets::table)
+            .values(reset)
+            .on_conflict(password_resets::user_id)
+            .do_update()
+            .set((
+                password_resets::code_hash.eq(&reset.code_hash),
+                password_resets::expires_at.eq(reset.expires_at),
+                password_resets::attempts.eq(0),
+                password_resets::created_at.eq(reset.created_at),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+}
+
+pub async fn find_password_reset(db: &Db, user_id: &str) -> Result<Option<PasswordReset>> {
+    with_conn!(db, |conn| {
+        Ok(password_resets::table
+            .filter(password_resets::user_id.eq(user_id))
+            .select(PasswordReset::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+/// Counts a wrong try against the reset code.
+pub async fn count_wrong_reset(db: &Db, user_id: &str) -> Result<()> {
+    with_conn!(db, |conn| {
+        diesel::update(password_resets::table.filter(password_resets::user_id.eq(user_id)))
+            .set(password_resets::attempts.eq(password_resets::attempts + 1))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+}
+
+/// Revokes the user's refresh tokens for one tenant (a member removed from it).
+pub async fn revoke_user_sessions(db: &Db, tenant_id: &str, user_id: &str, now: i64) -> Result<()> {
+    with_conn!(db, |conn| {
+        diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::user_id.eq(user_id))
+                .filter(refresh_tokens::tenant_id.eq(tenant_id))
+                .filter(refresh_tokens::revoked_at.is_null()),
+        )
+        .set(refresh_tokens::revoked_at.eq(now))
+        .execute(conn)
+        .await?;
+        Ok(())
     })
 }
 
@@ -174,6 +294,19 @@ pub async fn insert_api_key(db: &Db, key: &ApiKey) -> Result<()> {
     })
 }
 
+/// One of the tenant's keys by id (revoked or not).
+pub async fn find_api_key(db: &Db, tenant_id: &str, key_id: &str) -> Result<Option<ApiKey>> {
+    with_conn!(db, |conn| {
+        Ok(api_keys::table
+            .filter(api_keys::tenant_id.eq(tenant_id))
+            .filter(api_keys::id.eq(key_id))
+            .select(ApiKey::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
 /// The tenant's keys that are not revoked, newest first.
 pub async fn list_api_keys(db: &Db, tenant_id: &str) -> Result<Vec<ApiKey>> {
     with_conn!(db, |conn| {
@@ -182,6 +315,20 @@ pub async fn list_api_keys(db: &Db, tenant_id: &str) -> Result<Vec<ApiKey>> {
             .filter(api_keys::revoked_at.is_null())
             .order(api_keys::created_at.desc())
             .select(ApiKey::as_select())
+            .load(conn)
+            .await?)
+    })
+}
+
+/// The tenant's keys that are not revoked, newest first, each with its creator's email.
+pub async fn list_api_keys_with_creators(db: &Db, tenant_id: &str) -> Result<Vec<(ApiKey, Option<String>)>> {
+    with_conn!(db, |conn| {
+        Ok(api_keys::table
+            .left_join(users::table)
+            .filter(api_keys::tenant_id.eq(tenant_id))
+            .filter(api_keys::revoked_at.is_null())
+            .order(api_keys::created_at.desc())
+            .select((ApiKey::as_select(), users::email.nullable()))
             .load(conn)
             .await?)
     })

@@ -9,6 +9,7 @@ pub mod events;
 pub mod integrations;
 pub mod jobs;
 pub mod maintenance;
+pub mod members;
 pub mod metrics;
 pub mod models;
 pub mod schedules;

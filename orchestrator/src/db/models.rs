@@ -18,7 +18,6 @@ pub struct User {
     pub tenant_id: String,
     pub email: String,
     pub password_hash: String,
-    pub role: String,
     pub email_verified: bool,
     pub created_at: i64,
 }
@@ -60,6 +59,43 @@ pub struct ApiKey {
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// `admin`, `operator`, `viewer` or `agent` (`auth::permissions::Role`).
+    pub role: String,
+    /// JSON `auth::permissions::KeyScope`; none: not narrowed.
+    pub scope: Option<String>,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = memberships)]
+pub struct Membership {
+    pub tenant_id: String,
+    pub user_id: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = invitations)]
+pub struct Invitation {
+    pub id: String,
+    pub tenant_id: String,
+    pub email: String,
+    pub role: String,
+    pub code_hash: String,
+    pub invited_by: Option<String>,
+    pub attempts: i32,
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = password_resets)]
+pub struct PasswordReset {
+    pub user_id: String,
+    pub code_hash: String,
+    pub expires_at: i64,
+    pub attempts: i32,
+    pub created_at: i64,
 }
 
 #[derive(Clone, Debug, Queryable, Selectable, Insertable)]
@@ -68,10 +104,19 @@ pub struct AuditEntry {
     pub id: String,
     pub tenant_id: Option<String>,
     pub user_id: Option<String>,
-    pub event: String,
+    /// What was done or tried, as `resource.verb`: `job.trigger`, `key.create`, ...
+    pub action: String,
     pub detail: String,
     pub client_addr: Option<String>,
     pub created_at: i64,
+    /// Who, as shown: the user's email, or `key_... (name)`.
+    pub actor: Option<String>,
+    /// The user's or the key's id.
+    pub actor_id: Option<String>,
+    /// What it was done to: a job, key, member, agent, ...
+    pub target: Option<String>,
+    /// `ok` or `denied`.
+    pub outcome: String,
 }
 
 #[derive(Clone, Debug, Queryable, QueryableByName, Selectable, Insertable, AsChangeset)]

@@ -15,7 +15,6 @@ diesel::table! {
         tenant_id -> Text,
         email -> Text,
         password_hash -> Text,
-        role -> Text,
         email_verified -> Bool,
         created_at -> BigInt,
     }
@@ -57,6 +56,41 @@ diesel::table! {
         expires_at -> Nullable<BigInt>,
         last_used_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
+        role -> Text,
+        scope -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    memberships (tenant_id, user_id) {
+        tenant_id -> Text,
+        user_id -> Text,
+        role -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    invitations (id) {
+        id -> Text,
+        tenant_id -> Text,
+        email -> Text,
+        role -> Text,
+        code_hash -> Text,
+        invited_by -> Nullable<Text>,
+        attempts -> Integer,
+        expires_at -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    password_resets (user_id) {
+        user_id -> Text,
+        code_hash -> Text,
+        expires_at -> BigInt,
+        attempts -> Integer,
+        created_at -> BigInt,
     }
 }
 
@@ -65,10 +99,14 @@ diesel::table! {
         id -> Text,
         tenant_id -> Nullable<Text>,
         user_id -> Nullable<Text>,
-        event -> Text,
+        action -> Text,
         detail -> Text,
         client_addr -> Nullable<Text>,
         created_at -> BigInt,
+        actor -> Nullable<Text>,
+        actor_id -> Nullable<Text>,
+        target -> Nullable<Text>,
+        outcome -> Text,
     }
 }
 
@@ -165,12 +203,20 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(memberships -> tenants (tenant_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
     users,
     email_codes,
     refresh_tokens,
     api_keys,
+    memberships,
+    invitations,
+    password_resets,
+    audit_log,
     agents,
     jobs,
     job_output

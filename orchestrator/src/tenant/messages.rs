@@ -21,6 +21,8 @@ use tokio::sync::oneshot;
 pub struct Register {
     pub request: RegisterAgentRequest,
     pub api_key_id: Option<String>,
+    /// Whether the caller may re-bind a name held by another live key (admins and owners).
+    pub may_take_over: bool,
 }
 
 #[derive(Message)]
@@ -86,6 +88,8 @@ pub struct Trigger {
     /// Names of params whose values are secret.
     pub secret_params: Vec<String>,
     pub timeout_secs: Option<i64>,
+    /// The agent must carry every one of these tags (a narrowed key's), else 403.
+    pub required_tags: Vec<String>,
 }
 
 pub struct Triggered {

@@ -9,7 +9,7 @@ use super::TenantSupervisor;
 use crate::auth::sha256_hex;
 use crate::db::agents::HeartbeatWrite;
 use crate::db::models::{Agent, Job};
-use crate::db::{self};
+use crate::db::{self, accounts};
 use crate::error::{Error, Result};
 use crate::events::EventType;
 use crate::tenant::messages::{AgentsSilent, DeleteAgent, Heartbeat, Register};
@@ -207,7 +207,7 @@ impl Handler<Register> for TenantSupervisor {
 impl TenantSupervisor {
     fn register(&mut self, msg: Register) -> ResponseActFuture<Self, Result<RegisterAgentResponse>> {
         let request = msg.request;
-        let checked = (|| -> Result<Agent> {
+        let checked = (|| -> Result<(Agent, Option<String>)> {
             let name = request.agent_name.trim().to_owned();
             validate::agent_name(&name)?;
             let tags = validate::tags(&request.tags)?;
@@ -230,10 +230,19 @@ impl TenantSupervisor {
             let now = db::now_ms();
             let existing = self.agents.get(&name).map(|e| &e.row);
             let self_registration = msg.api_key_id.is_some();
-            Ok(Agent {
+            // Held by another key: re-binding it is for admins, or once that key is dead.
+            let held_by = existing
+                .and_then(|e| e.api_key_id.clone())
+                .filter(|held| msg.api_key_id.as_ref().is_some_and(|mine| mine != held) && !msg.may_take_over);
+            // A manual re-registration that names no tags keeps the agent's own.
+            let tags = match existing {
+                Some(e) if !self_registration && tags.is_empty() => e.tags.clone(),
+                _ => serde_json::to_string(&tags)?,
+            };
+            let agent = Agent {
                 tenant_id: self.tenant_id.clone(),
                 name: name.clone(),
-                tags: serde_json::to_string(&tags)?,
+                tags,
                 url: request.url.clone().or_else(|| existing.and_then(|e| e.url.clone())),
                 hostname: request
                     .hostname
@@ -271,13 +280,31 @@ impl TenantSupervisor {
                 },
                 registered_at: existing.map(|e| e.registered_at).unwrap_or(now),
                 updated_at: now,
-            })
+            };
+            Ok((agent, held_by))
         })();
         let running_jobs = request.running_jobs.clone();
         let (db, tenant) = (self.db.clone(), self.tenant_id.clone());
         Box::pin(
             async move {
-                let agent = checked?;
+                let (agent, held_by) = checked?;
+                if let Some(held_by) = held_by {
+                    let now = db::now_ms();
+                    let live = accounts::find_api_key(&db, &tenant, &held_by)
+                        .await?
+                        .is_some_and(|key| {
+                            key.revoked_at.is_none() && key.expires_at.is_none_or(|expires| expires > now)
+                        });
+                    if live {
+                        return Err(Error::conflict(
+                            "agent_bound_to_other_key",
+                            format!(
+                                "agent {} is bound to another live API key; revoke that key first, or ask an admin",
+                                agent.name
+                            ),
+                        ));
+                    }
+                }
                 db::agents::upsert(&db, &agent).await?;
                 // An agent that (re)starts tells which jobs it still runs; the rest were
                 // lost. Released before the answer: the agent's next poll may be handed

@@ -50,6 +50,16 @@ impl TenantSupervisor {
                 .agents
                 .get(&msg.agent)
                 .ok_or_else(|| Error::not_found(format!("agent {}", msg.agent)))?;
+            if !msg.required_tags.iter().all(|tag| agent.tags.contains(tag)) {
+                return Err(Error::forbidden(
+                    "outside_key_scope",
+                    format!(
+                        "this API key's scope does not include agent {}: it lacks the tags {}",
+                        msg.agent,
+                        msg.required_tags.join(", ")
+                    ),
+                ));
+            }
             if !agent.allows(&msg.script) {
                 return Err(not_in_manifest(agent, &msg.script));
             }

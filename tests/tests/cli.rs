@@ -415,10 +415,13 @@ async fn run_wait_mirrors_the_script_with_an_api_key() {
     refused.assert_code(1);
     assert!(refused.stderr.contains("SCRIPTMESH_API_KEY was refused"), "{refused:?}");
 
-    // Keys cannot manage keys: the API says so.
+    // Keys cannot manage keys: the API says a login is needed.
     let forbidden = cli.run(&["keys", "create", "more"]).await;
     forbidden.assert_code(1);
-    assert!(forbidden.stderr.contains("log in"), "{forbidden:?}");
+    assert!(
+        forbidden.stderr.contains("login") && forbidden.stderr.contains("permission_denied"),
+        "{forbidden:?}"
+    );
 }
 
 #[actix_rt::test]

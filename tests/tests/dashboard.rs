@@ -619,6 +619,92 @@ async fn viewer_flow(app: &TestApp, browser: &Client) {
 }
 
 #[actix_rt::test]
+async fn a_forgotten_password_is_reset_and_a_member_of_two_workspaces_switches_between_them() {
+    if !browser_available() {
+        return;
+    }
+    let app = TestApp::start().await;
+    let owner = app.register_and_login("owner@example.com").await;
+    // Someone with a workspace of their own is also an operator in the owner's.
+    let both = app.register_and_login("both@example.com").await;
+    let (status, invitation) = app
+        .post_json(
+            "/tenant/members",
+            &json!({"email": "both@example.com", "role": "operator"}),
+            owner.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    let code = app.smtp.wait_for_code_in_message("both@example.com", 2).await;
+    let (status, joined) = app
+        .post_json(
+            "/auth/accept-invite",
+            &json!({"email": "both@example.com", "code": code, "password": TEST_PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    with_failure_capture(
+        &browser,
+        account_flow(&app, &browser, &owner.tenant_id, &both.tenant_id),
+    )
+    .await;
+    let _ = browser.close().await;
+}
+
+async fn account_flow(app: &TestApp, browser: &Client, owners_tenant: &str, home_tenant: &str) {
+    let page = Page { browser };
+    let email = "both@example.com";
+    let new_password = "a brand new long password";
+
+    // Forgot password: a code by email, then a new password, then the login.
+    page.go(&app.url, "#/login").await;
+    page.click("#forgot-link").await;
+    page.wait_for_text("h1", "Forgot your password").await;
+    page.fill("input[name=email]", email).await;
+    let before = app.smtp.messages_to(email).len();
+    page.click("button[type=submit]").await;
+    page.wait_for_text("h1", "Reset your password").await;
+    let code = app.smtp.wait_for_code_in_message(email, before + 1).await;
+    page.fill("input[name=code]", &code).await;
+    page.fill("input[name=new-password]", new_password).await;
+    page.click("button[type=submit]").await;
+    page.wait_for_text("h1", "Log in").await;
+    page.fill("input[name=password]", new_password).await;
+    page.click("button[type=submit]").await;
+    page.wait_for_text("main h1", "Agents").await;
+
+    // The home workspace first, as its owner; the switcher offers the other one.
+    page.wait_for_text("#account-role", "owner").await;
+    let home = page
+        .wait_for(&format!("#account-tenant option[value='{home_tenant}']"))
+        .await;
+    assert!(
+        home.is_selected().await.expect("selected"),
+        "the home workspace is current"
+    );
+    page.select("#account-tenant", owners_tenant).await;
+    page.wait_for_text("#login-tenant", "owner's workspace").await;
+    page.fill("input[name=password]", new_password).await;
+    page.click("button[type=submit]").await;
+    page.wait_for_text("main h1", "Agents").await;
+    page.wait_for_text("#account-role", "operator").await;
+    let current = page
+        .wait_for(&format!("#account-tenant option[value='{owners_tenant}']"))
+        .await;
+    assert!(
+        current.is_selected().await.expect("selected"),
+        "now in the owner's workspace"
+    );
+    // An operator runs scripts but does not manage members.
+    page.wait_for("nav a[href='#/run']").await;
+    page.assert_absent("nav a[href='#/settings/members']", "not for an operator")
+        .await;
+}
+
+#[actix_rt::test]
 async fn a_running_jobs_output_shows_live_in_the_browser() {
     if !browser_available() {
         return;

@@ -47,22 +47,41 @@ pub fn run(client: &mut Client, output: Output, args: AuditArgs) -> Result<u8> {
 }
 
 fn print_entries(output: Output, entries: &[Value]) {
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .map(|entry| {
-            vec![
-                cell(&entry["at"]),
-                cell(&entry["actor"]),
-                cell(&entry["action"]),
-                cell(&entry["target"]),
-                cell(&entry["outcome"]),
-                cell(&entry["client_addr"]),
-            ]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> = entries.iter().map(entry_row).collect();
     if rows.is_empty() {
         output.note("No audit entries match.");
     } else {
         output.table(&["AT", "ACTOR", "ACTION", "TARGET", "OUTCOME", "FROM"], &rows);
+    }
+}
+
+fn entry_row(entry: &Value) -> Vec<String> {
+    ["at", "actor", "action", "target", "outcome", "client_addr"]
+        .into_iter()
+        .map(|field| cell(&entry[field]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_one_row_with_dashes_for_what_is_missing() {
+        let entry = json!({
+            "id": "aud_1", "at": "2026-12-08T03:00:00Z", "actor": "ops@example.com", "actor_id": "usr_1",
+            "action": "job.trigger", "target": null, "client_addr": "127.0.0.1", "outcome": "denied", "detail": "",
+        });
+        assert_eq!(
+            entry_row(&entry),
+            [
+                "2026-12-08T03:00:00Z",
+                "ops@example.com",
+                "job.trigger",
+                "-",
+                "denied",
+                "127.0.0.1"
+            ]
+        );
     }
 }

@@ -54,6 +54,16 @@ pub fn run(client: &mut Client, output: Output, command: MembersCommand) -> Resu
 
 /// Members first, then invitations, in one table.
 fn print_members(output: Output, answer: &Value) {
+    let rows = member_rows(answer);
+    if rows.is_empty() {
+        output.note("No members.");
+    } else {
+        output.table(&["ID", "EMAIL", "ROLE", "STATUS", "SINCE"], &rows);
+    }
+}
+
+/// A row per member (since they joined) and per invitation (since it was sent).
+fn member_rows(answer: &Value) -> Vec<Vec<String>> {
     let row = |entry: &Value, since: &str| {
         vec![
             cell(&entry["id"]),
@@ -73,12 +83,7 @@ fn print_members(output: Output, answer: &Value) {
         .into_iter()
         .flatten()
         .map(|i| row(i, "invited_at"));
-    let rows: Vec<Vec<String>> = members.chain(invitations).collect();
-    if rows.is_empty() {
-        output.note("No members.");
-    } else {
-        output.table(&["ID", "EMAIL", "ROLE", "STATUS", "SINCE"], &rows);
-    }
+    members.chain(invitations).collect()
 }
 
 fn report(output: Output, answer: &Value, message: String) {
@@ -86,5 +91,26 @@ fn report(output: Output, answer: &Value, message: String) {
         output.json(answer);
     } else {
         output.line(message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_come_before_invitations_with_their_own_times() {
+        let answer = json!({
+            "members": [{"id": "usr_1", "email": "a@example.com", "role": "owner", "status": "active", "joined_at": "T1"}],
+            "invitations": [{"id": "inv_1", "email": "b@example.com", "role": "viewer", "status": "invited", "invited_at": "T2", "expires_at": "T3"}],
+        });
+        assert_eq!(
+            member_rows(&answer),
+            [
+                ["usr_1", "a@example.com", "owner", "active", "T1"],
+                ["inv_1", "b@example.com", "viewer", "invited", "T2"],
+            ]
+        );
+        assert!(member_rows(&json!({})).is_empty());
     }
 }

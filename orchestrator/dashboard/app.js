@@ -25,7 +25,7 @@ const ROUTES = [
   { pattern: /^\/jobs$/, view: jobs.listPage, title: "Jobs", nav: "jobs", permission: "jobs.read" },
   { pattern: /^\/jobs\/([A-Za-z0-9_-]+)$/, view: jobs.detailPage, title: "Job", nav: "jobs", permission: "jobs.read" },
   { pattern: /^\/run$/, view: run.page, title: "Run a script", nav: "run", permission: "jobs.run" },
-  { pattern: /^\/fan-out\/([A-Za-z0-9_-]+)$/, view: fanout.page, title: "Fan-out", nav: "jobs", permission: "jobs.read" },
+  { pattern: /^\/fan-out\/([A-Za-z0-9_-]+)$/, view: fanout.page, title: "Fan-out", nav: "run", permission: "jobs.read" },
   { pattern: /^\/schedules$/, view: schedules.page, title: "Schedules", nav: "schedules", permission: "schedules.read" },
   {
     pattern: /^\/settings\/api-keys$/,

@@ -1,6 +1,6 @@
 //! The command line, as clap parses it.
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use shared_protocol::api::MaxConcurrency;
 
 /// Command-line client for the ScriptMesh API.
@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Log in and store the tokens (or check SCRIPTMESH_API_KEY when it is set)
     Login(LoginArgs),
+    /// Accept an invitation to a tenant with the emailed code, and store the login
+    Join(JoinArgs),
     /// End the stored login's session and delete its tokens
     Logout,
     /// Show who the requests are made as
@@ -58,6 +60,14 @@ pub enum Command {
     /// List integrations and send test events
     #[command(subcommand)]
     Integrations(IntegrationsCommand),
+    /// The tenant's teammates and invitations (admins and owners)
+    #[command(subcommand)]
+    Members(MembersCommand),
+    /// Who did what, newest first (admins and owners)
+    Audit(AuditArgs),
+    /// Change the password, or reset a forgotten one with a code sent by email
+    #[command(subcommand)]
+    Password(PasswordCommand),
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +76,23 @@ pub struct LoginArgs {
     #[arg(long)]
     pub email: Option<String>,
     /// Read the password from the first line of stdin instead of prompting
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The tenant to work in (ten_...), for a member of several [default: the home tenant]
+    #[arg(long, value_name = "ID")]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The email the invitation went to
+    #[arg(long)]
+    pub email: String,
+    /// The code from the invitation email
+    #[arg(long)]
+    pub code: String,
+    /// Read the password from the first line of stdin instead of prompting: an existing
+    /// account's own, else the new account's
     #[arg(long)]
     pub password_stdin: bool,
 }
@@ -238,17 +265,164 @@ pub enum KeysCommand {
     /// List API keys
     List,
     /// Create an API key and print it (shown only once)
-    Create {
-        /// A name to recognise it by, e.g. the agent that will use it
-        name: String,
-        /// Days until it expires (1-3650) [default: never]
-        #[arg(long, value_name = "DAYS")]
-        expires_days: Option<u32>,
-    },
+    Create(KeyCreateArgs),
     /// Revoke an API key
     Revoke {
         /// The key's id (key_...)
         id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    /// A name to recognise it by, e.g. the agent that will use it
+    pub name: String,
+    /// Days until it expires (1-3650) [default: never]
+    #[arg(long, value_name = "DAYS")]
+    pub expires_days: Option<u32>,
+    /// What the key may do [default: agent with --agent, else operator]
+    #[arg(long, value_enum)]
+    pub role: Option<KeyRole>,
+    /// An agent name the key may connect as, `*` a wildcard ("prod-*"); repeat for several.
+    /// Required for, and only for, role agent
+    #[arg(long = "agent", value_name = "PATTERN")]
+    pub agents: Vec<String>,
+    /// Operator keys: only trigger on agents with this tag; repeat for several
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Operator keys: only trigger this script; repeat for several
+    #[arg(long = "script", value_name = "NAME")]
+    pub scripts: Vec<String>,
+}
+
+/// An API key's role, as the API spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyRole {
+    /// What an admin may do, but keys and members (those need a login)
+    Admin,
+    /// Read, trigger and schedule jobs
+    Operator,
+    /// Read only
+    Viewer,
+    /// Only the agent protocol, as the agents its --agent patterns name
+    Agent,
+}
+
+impl KeyRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Admin => "admin",
+            KeyRole::Operator => "operator",
+            KeyRole::Viewer => "viewer",
+            KeyRole::Agent => "agent",
+        }
+    }
+}
+
+/// A teammate's role, as the API spells it (owner > admin > operator > viewer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MemberRole {
+    /// Everything, including managing owners
+    Owner,
+    /// Everything but managing owners: agents, keys, integrations, members, the audit trail
+    Admin,
+    /// Read, trigger and schedule jobs
+    Operator,
+    /// Read only
+    Viewer,
+}
+
+impl MemberRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Owner => "owner",
+            MemberRole::Admin => "admin",
+            MemberRole::Operator => "operator",
+            MemberRole::Viewer => "viewer",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// List members and pending invitations
+    List,
+    /// Invite someone by email: they get a code to join with
+    Invite {
+        /// Their email address
+        email: String,
+        /// The role they join with
+        #[arg(long, value_enum)]
+        role: MemberRole,
+    },
+    /// Change a member's role
+    Role {
+        /// The member's id (usr_...)
+        id: String,
+        /// The new role
+        #[arg(value_enum)]
+        role: MemberRole,
+    },
+    /// Remove a member (usr_...) or withdraw an invitation (inv_...)
+    Remove {
+        /// The member's or invitation's id
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only entries by this actor (an email or a key id)
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this action, e.g. job.trigger, key.create, member.invite
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only entries about this target (a job, key, member, agent id or name)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only entries at or after this RFC 3339 time
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only entries before this RFC 3339 time
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// How many per page (1-500)
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Continue after this page (the cursor a previous page printed)
+    #[arg(long, conflicts_with = "all")]
+    pub cursor: Option<String>,
+    /// Follow the pages to the oldest matching entry
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PasswordCommand {
+    /// Change the stored login's password (every other session ends; this one is renewed)
+    Change {
+        /// Read the current and then the new password from the first two lines of stdin
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Email a reset code to the account
+    Forgot {
+        /// The account's email
+        #[arg(long)]
+        email: String,
+    },
+    /// Set a new password with the emailed code
+    Reset {
+        /// The account's email
+        #[arg(long)]
+        email: String,
+        /// The code from the email
+        #[arg(long)]
+        code: String,
+        /// Read the new password from the first line of stdin instead of prompting
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -292,6 +466,46 @@ mod tests {
     fn run_needs_an_agent_or_a_tag() {
         assert!(Cli::try_parse_from(["scriptmesh", "run", "x.sh"]).is_err());
         assert!(Cli::try_parse_from(["scriptmesh", "run", "x.sh", "--tag", "prod", "--tag", "eu"]).is_ok());
+    }
+
+    #[test]
+    fn keys_take_a_role_and_repeated_scopes() {
+        let parsed = Cli::try_parse_from([
+            "scriptmesh",
+            "keys",
+            "create",
+            "edge",
+            "--role",
+            "agent",
+            "--agent",
+            "prod-*",
+            "--agent",
+            "edge-1",
+        ])
+        .unwrap();
+        let Command::Keys(KeysCommand::Create(args)) = parsed.command else {
+            panic!("not keys create: {parsed:?}");
+        };
+        assert_eq!(args.role, Some(KeyRole::Agent));
+        assert_eq!(args.agents, ["prod-*", "edge-1"]);
+        assert!(Cli::try_parse_from(["scriptmesh", "keys", "create", "x", "--role", "owner"]).is_err());
+    }
+
+    #[test]
+    fn members_and_audit_parse() {
+        assert!(Cli::try_parse_from(["scriptmesh", "members", "invite", "a@example.com", "--role", "viewer"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["scriptmesh", "members", "invite", "a@example.com"]).is_err(),
+            "an invitation needs a role"
+        );
+        assert!(Cli::try_parse_from(["scriptmesh", "members", "role", "usr_1", "admin"]).is_ok());
+        assert!(Cli::try_parse_from(["scriptmesh", "members", "role", "usr_1", "agent"]).is_err());
+        let parsed = Cli::try_parse_from(["scriptmesh", "audit", "--action", "key.create", "--all"]).unwrap();
+        let Command::Audit(args) = parsed.command else {
+            panic!("not audit: {parsed:?}");
+        };
+        assert!(args.all && args.limit == 50 && args.action.as_deref() == Some("key.create"));
+        assert!(Cli::try_parse_from(["scriptmesh", "audit", "--all", "--cursor", "c"]).is_err());
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub enum Auth {
 pub enum Method {
     Get,
     Post,
+    Patch,
     Delete,
 }
 
@@ -80,6 +81,10 @@ impl Client {
 
     pub fn post(&mut self, path: &[&str], body: &Value) -> Result<Value> {
         self.call(Method::Post, path, &[], Some(body))
+    }
+
+    pub fn patch(&mut self, path: &[&str], body: &Value) -> Result<Value> {
+        self.call(Method::Patch, path, &[], Some(body))
     }
 
     pub fn delete(&mut self, path: &[&str]) -> Result<Value> {
@@ -145,17 +150,43 @@ impl Client {
         Ok(std::io::BufReader::new(response.into_body().into_reader()))
     }
 
-    /// `POST /auth/login`.
-    pub fn login(&self, email: &str, password: &str) -> Result<TokenPair> {
+    /// `POST /auth/login`, into `tenant` (an id) for a member of several, else the home one.
+    pub fn login(&self, email: &str, password: &str, tenant: Option<&str>) -> Result<TokenPair> {
         let url = self.url(&["auth", "login"], &[])?;
-        let answer = self.send(
-            Method::Post,
-            &url,
-            None,
-            Some(&json!({"email": email, "password": password})),
-        )?;
-        let body = answer.into_result()?;
-        token_pair(&url, body)
+        let mut body = json!({"email": email, "password": password});
+        if let Some(tenant) = tenant {
+            body["tenant"] = json!(tenant);
+        }
+        let answer = self.send(Method::Post, &url, None, Some(&body))?;
+        token_pair(&url, answer.into_result()?)
+    }
+
+    /// `POST /auth/accept-invite`: joins the invitation's tenant; the answer (tenant, role)
+    /// and its token pair.
+    pub fn accept_invite(&self, email: &str, code: &str, password: &str) -> Result<(Value, TokenPair)> {
+        let url = self.url(&["auth", "accept-invite"], &[])?;
+        let body = json!({"email": email, "code": code, "password": password});
+        let answer = self.send(Method::Post, &url, None, Some(&body))?.into_result()?;
+        let pair = token_pair(&url, answer.clone())?;
+        Ok((answer, pair))
+    }
+
+    /// `POST /auth/change-password`: the server ends every other session and answers a
+    /// fresh pair, which replaces the stored one.
+    pub fn change_password(&mut self, current: &str, new: &str) -> Result<()> {
+        let body = json!({"current_password": current, "new_password": new});
+        let answer = self.call(Method::Post, &["auth", "change-password"], &[], Some(&body))?;
+        let url = self.url(&["auth", "change-password"], &[])?;
+        let pair = token_pair(&url, answer)?;
+        match &mut self.auth {
+            Auth::Session { credentials, store } => {
+                credentials.access_token = pair.access_token;
+                credentials.refresh_token = pair.refresh_token;
+                credentials.expires_at = expiry(pair.expires_in);
+                store.save(credentials)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `POST /auth/logout`: ends the refresh token's session on the server.
@@ -341,8 +372,13 @@ fn send(http: &ureq::Agent, method: Method, url: &Url, bearer: Option<&str>, bod
             }
             request.header("Accept", "application/json").call()
         }
-        Method::Post => {
-            let mut request = http.post(url.as_str()).header("Accept", "application/json");
+        Method::Post | Method::Patch => {
+            let mut request = if method == Method::Post {
+                http.post(url.as_str())
+            } else {
+                http.patch(url.as_str())
+            }
+            .header("Accept", "application/json");
             if let Some(value) = &authorization {
                 request = request.header("Authorization", value);
             }

@@ -1,6 +1,6 @@
-//! `scriptmesh`, the command-line client: the public API's common tasks (log in, list
-//! agents, run scripts and wait for them, jobs, schedules, keys, integrations) as commands
-//! with tables for people and `--json` for scripts.
+//! `scriptmesh`, the command-line client: the public API's common tasks (log in, join, list
+//! agents, run scripts and wait for them, jobs, schedules, keys, integrations, members, the
+//! audit trail, passwords) as commands with tables for people and `--json` for scripts.
 
 mod args;
 mod client;
@@ -87,6 +87,7 @@ pub fn run(cli: Cli, environment: &Environment) -> Result<u8> {
     let url = cli.url.as_deref();
     match cli.command {
         Command::Login(args) => commands::session::login(url, environment, output, args),
+        Command::Join(args) => commands::session::join(url, environment, output, args),
         Command::Logout => commands::session::logout(url, environment, output),
         Command::Whoami => commands::session::whoami(&mut connect(url, environment)?, output),
         Command::Agents(args) => commands::agents::run(&mut connect(url, environment)?, output, args),
@@ -98,13 +99,16 @@ pub fn run(cli: Cli, environment: &Environment) -> Result<u8> {
         Command::Schedules(command) => commands::schedules::run(&mut connect(url, environment)?, output, command),
         Command::Keys(command) => commands::keys::run(&mut connect(url, environment)?, output, command),
         Command::Integrations(command) => commands::integrations::run(&mut connect(url, environment)?, output, command),
+        Command::Members(command) => commands::members::run(&mut connect(url, environment)?, output, command),
+        Command::Audit(args) => commands::audit::run(&mut connect(url, environment)?, output, args),
+        Command::Password(command) => commands::password::run(url, environment, output, command),
     }
 }
 
 /// A client with the caller's credential: SCRIPTMESH_API_KEY first, else the stored login
 /// (whose URL is used when none is given; a different one given is refused, as the tokens
 /// would mean nothing there).
-fn connect(url: Option<&str>, environment: &Environment) -> Result<Client> {
+pub(crate) fn connect(url: Option<&str>, environment: &Environment) -> Result<Client> {
     if let Some(key) = &environment.api_key {
         return Client::new(url.unwrap_or(DEFAULT_URL), Auth::ApiKey(key.clone()));
     }

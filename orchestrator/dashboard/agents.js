@@ -1,6 +1,6 @@
 // Agents: status, tags, scripts and last heartbeat, refreshed while the page is shown.
 
-import { api } from "./api.js";
+import { api, can } from "./api.js";
 import { badge, h, pageTitle, replace, table, timeAgo } from "./dom.js";
 
 const REFRESH_MS = 5000;
@@ -9,12 +9,12 @@ export async function page(main, context) {
   const body = h("div", { class: "agents-body" });
   replace(
     main,
-    pageTitle("Agents", h("a", { class: "button button-primary", href: "#/run" }, "Run a script")),
+    pageTitle("Agents", can("jobs.run") ? h("a", { class: "button button-primary", href: "#/run" }, "Run a script") : null),
     h(
       "p",
       { class: "muted" },
       "Agents connect to the orchestrator on their own and report every heartbeat. Start one with an API key from ",
-      h("a", { href: "#/settings/api-keys" }, "Settings → API keys"),
+      can("keys.manage") ? h("a", { href: "#/settings/api-keys" }, "Settings → API keys") : "an admin",
       ".",
     ),
     body,
@@ -41,12 +41,16 @@ export async function page(main, context) {
             h(
               "td",
               {},
-              h(
-                "a",
-                { href: `#/run?agent=${encodeURIComponent(agent.name)}`, "aria-label": `Run a script on ${agent.name}` },
-                "Run",
-              ),
-              " ",
+              can("jobs.run")
+                ? [
+                    h(
+                      "a",
+                      { href: `#/run?agent=${encodeURIComponent(agent.name)}`, "aria-label": `Run a script on ${agent.name}` },
+                      "Run",
+                    ),
+                    " ",
+                  ]
+                : null,
               h("a", { href: `#/jobs?agent=${encodeURIComponent(agent.name)}`, "aria-label": `Jobs of ${agent.name}` }, "Jobs"),
             ),
           ),

@@ -1,5 +1,6 @@
 // The orchestrator's public JSON API, as the dashboard calls it: tokens, one transparent
-// token refresh on 401, and errors carrying the API's own message.
+// token refresh on 401, errors carrying the API's own message, and what the session may
+// do (`/auth/me`'s permissions).
 
 // Tokens live in sessionStorage: they survive a reload of the tab but are not persisted
 // beyond it (closing the tab logs out), and other tabs or sites cannot read them.
@@ -205,6 +206,7 @@ export function query(params) {
 export async function logOut() {
   const refreshToken = sessionStorage.getItem(REFRESH);
   session.clear();
+  forgetMe();
   if (refreshToken) {
     try {
       await send("POST", "/auth/logout", { refresh_token: refreshToken }, null);
@@ -212,6 +214,36 @@ export async function logOut() {
       // Logged out locally either way; the refresh token expires on its own.
     }
   }
+}
+
+// What the logged-in person may do here: `/auth/me`, fetched once per login, whose
+// permissions hide the pages and buttons their role may not use. The server decides
+// regardless; this only spares people buttons that would answer 403.
+let me = null;
+
+/** Fetches `/auth/me` for the current session (again after a new login). */
+export async function loadMe() {
+  me = await api("GET", "/auth/me");
+  return me;
+}
+
+/** The last `/auth/me` answer, or null before it arrived (or after logging out). */
+export function currentMe() {
+  return me;
+}
+
+export function forgetMe() {
+  me = null;
+}
+
+/**
+ * Whether the session has `permission` (e.g. "jobs.run"). Before `/auth/me` arrived, or
+ * from a server that does not list permissions, everything counts as allowed: the server
+ * still refuses what the role may not do.
+ */
+export function can(permission) {
+  if (!permission || !me || !Array.isArray(me.permissions)) return true;
+  return me.permissions.includes(permission);
 }
 
 export const FINISHED_JOB_STATUSES = ["success", "failed", "timeout", "cancelled", "lost"];

@@ -1,7 +1,9 @@
 // The dashboard's shell: hash routing (the server only serves `/` and assets), the
-// navigation, and per-page polling that stops when the page changes or the tab is hidden.
+// navigation (only the pages the role may use), the account bar (role, workspace and a
+// switcher between workspaces), and per-page polling that stops when the page changes or
+// the tab is hidden.
 
-import { logOut, session, whenSessionEnds } from "./api.js";
+import { can, currentMe, forgetMe, loadMe, logOut, session, whenSessionEnds } from "./api.js";
 import { announce, h, replace } from "./dom.js";
 import * as agents from "./agents.js";
 import * as auth from "./auth.js";
@@ -11,32 +13,48 @@ import * as run from "./run.js";
 import * as schedules from "./schedules.js";
 import * as settings from "./settings.js";
 
+// `permission`: what `/auth/me` must list for the page (see `can` in api.js).
 const ROUTES = [
   { pattern: /^\/login$/, view: auth.login, title: "Log in", public: true },
   { pattern: /^\/signup$/, view: auth.signup, title: "Sign up", public: true },
   { pattern: /^\/verify$/, view: auth.verify, title: "Verify your email", public: true },
-  { pattern: /^\/agents$/, view: agents.page, title: "Agents", nav: "agents" },
-  { pattern: /^\/jobs$/, view: jobs.listPage, title: "Jobs", nav: "jobs" },
-  { pattern: /^\/jobs\/([A-Za-z0-9_-]+)$/, view: jobs.detailPage, title: "Job", nav: "jobs" },
-  { pattern: /^\/run$/, view: run.page, title: "Run a script", nav: "run" },
-  { pattern: /^\/fan-out\/([A-Za-z0-9_-]+)$/, view: fanout.page, title: "Fan-out", nav: "run" },
-  { pattern: /^\/schedules$/, view: schedules.page, title: "Schedules", nav: "schedules" },
-  { pattern: /^\/settings\/api-keys$/, view: settings.apiKeysPage, title: "API keys", nav: "api-keys" },
+  { pattern: /^\/forgot$/, view: auth.forgot, title: "Forgot your password", public: true },
+  { pattern: /^\/reset$/, view: auth.reset, title: "Reset your password", public: true },
+  { pattern: /^\/join$/, view: auth.join, title: "Join a workspace", public: true },
+  { pattern: /^\/agents$/, view: agents.page, title: "Agents", nav: "agents", permission: "agents.read" },
+  { pattern: /^\/jobs$/, view: jobs.listPage, title: "Jobs", nav: "jobs", permission: "jobs.read" },
+  { pattern: /^\/jobs\/([A-Za-z0-9_-]+)$/, view: jobs.detailPage, title: "Job", nav: "jobs", permission: "jobs.read" },
+  { pattern: /^\/run$/, view: run.page, title: "Run a script", nav: "run", permission: "jobs.run" },
+  { pattern: /^\/fan-out\/([A-Za-z0-9_-]+)$/, view: fanout.page, title: "Fan-out", nav: "run", permission: "jobs.read" },
+  { pattern: /^\/schedules$/, view: schedules.page, title: "Schedules", nav: "schedules", permission: "schedules.read" },
+  {
+    pattern: /^\/settings\/api-keys$/,
+    view: settings.apiKeysPage,
+    title: "API keys",
+    nav: "api-keys",
+    permission: "keys.manage",
+  },
   {
     pattern: /^\/settings\/integrations$/,
     view: settings.integrationsPage,
     title: "Integrations",
     nav: "integrations",
+    permission: "integrations.manage",
   },
+  { pattern: /^\/settings\/members$/, view: settings.membersPage, title: "Members", nav: "members", permission: "members.manage" },
+  { pattern: /^\/audit$/, view: settings.auditPage, title: "Audit trail", nav: "audit", permission: "audit.read" },
 ];
 
+// [key, href, label, permission]
 const NAV = [
-  ["agents", "#/agents", "Agents"],
-  ["jobs", "#/jobs", "Jobs"],
-  ["run", "#/run", "Run"],
-  ["schedules", "#/schedules", "Schedules"],
-  ["api-keys", "#/settings/api-keys", "API keys"],
-  ["integrations", "#/settings/integrations", "Integrations"],
+  ["agents", "#/agents", "Agents", "agents.read"],
+  ["jobs", "#/jobs", "Jobs", "jobs.read"],
+  ["run", "#/run", "Run", "jobs.run"],
+  ["schedules", "#/schedules", "Schedules", "schedules.read"],
+  ["api-keys", "#/settings/api-keys", "API keys", "keys.manage"],
+  ["integrations", "#/settings/integrations", "Integrations", "integrations.manage"],
+  ["members", "#/settings/members", "Members", "members.manage"],
+  ["audit", "#/audit", "Audit", "audit.read"],
 ];
 
 /** What a page may use while it is shown; everything it started stops when it is left. */
@@ -111,13 +129,16 @@ function renderShell(route) {
   nav.hidden = false;
   replace(
     nav.querySelector("ul"),
-    NAV.map(([key, href, label]) =>
+    NAV.filter(([, , , permission]) => can(permission)).map(([key, href, label]) =>
       h("li", {}, h("a", { href, "aria-current": key === route.nav ? "page" : null }, label)),
     ),
   );
+  const me = currentMe();
   replace(
     account,
     h("span", { class: "account-email" }, session.email || ""),
+    me && me.role ? h("span", { class: "account-role badge badge-neutral", id: "account-role", title: "Your role here" }, me.role) : null,
+    me && me.tenant ? workspace(me) : null,
     h(
       "button",
       {
@@ -130,6 +151,53 @@ function renderShell(route) {
         },
       },
       "Log out",
+    ),
+  );
+}
+
+/**
+ * The workspace (tenant) name; for a member of several, a switcher: a login token belongs
+ * to one workspace, so switching logs out and asks for the password again for the chosen one.
+ */
+function workspace(me) {
+  const memberships = me.memberships || [];
+  if (memberships.length < 2) {
+    return h("span", { class: "account-tenant", id: "account-tenant", title: me.tenant.id }, me.tenant.name);
+  }
+  const select = h(
+    "select",
+    {
+      id: "account-tenant",
+      class: "account-tenant",
+      onchange: async () => {
+        const chosen = memberships.find((membership) => membership.tenant_id === select.value);
+        const email = session.email || "";
+        await logOut();
+        announce(`Log in again to switch to ${chosen ? chosen.tenant_name : "that workspace"}.`);
+        location.hash = `#/login?email=${encodeURIComponent(email)}&tenant=${encodeURIComponent(select.value)}&tenant_name=${encodeURIComponent(chosen ? chosen.tenant_name : "")}`;
+      },
+    },
+    memberships.map((membership) =>
+      h(
+        "option",
+        { value: membership.tenant_id, selected: membership.tenant_id === me.tenant.id },
+        `${membership.tenant_name} (${membership.role})`,
+      ),
+    ),
+  );
+  return h("span", { class: "account-switch" }, h("label", { for: "account-tenant", class: "visually-hidden" }, "Workspace"), select);
+}
+
+/** Instead of a page the role may not use (a bookmark, a typed address). */
+function notAllowed(main, route) {
+  const me = currentMe();
+  replace(
+    main,
+    h("h1", { tabindex: "-1" }, route.title),
+    h(
+      "p",
+      { class: "error", role: "alert", id: "not-allowed" },
+      `Your role${me && me.role ? ` (${me.role})` : ""} does not allow this page: it needs the permission ${route.permission}.`,
     ),
   );
 }
@@ -153,12 +221,23 @@ async function navigate() {
   const params = path.match(route.pattern).slice(1);
   const context = new PageContext(params, query);
   current = context;
+  const main = document.getElementById("main");
+  if (!route.public && !currentMe()) {
+    // Once per login (and after a reload of the tab): what this session may do.
+    replace(main, h("p", { class: "muted" }, "Loading…"));
+    try {
+      await loadMe();
+    } catch (error) {
+      announce(error.message, "error");
+    }
+    if (!context.active) return;
+  }
   renderShell(route);
   document.title = `${route.title} · ScriptMesh`;
-  const main = document.getElementById("main");
   replace(main, h("p", { class: "muted" }, "Loading…"));
   try {
-    await route.view(main, context);
+    if (route.permission && !can(route.permission)) notAllowed(main, route);
+    else await route.view(main, context);
   } catch (error) {
     if (context.active) {
       replace(main, h("h1", { tabindex: "-1" }, route.title), h("p", { class: "error", role: "alert" }, error.message));
@@ -173,6 +252,7 @@ async function navigate() {
 }
 
 whenSessionEnds(() => {
+  forgetMe();
   announce("Your session has ended. Please log in again.", "error");
   location.hash = "#/login";
 });

@@ -75,7 +75,9 @@ export function badge(status) {
       active: "good",
       fired: "good",
       caught_up: "good",
+      ok: "good",
       offline: "bad",
+      denied: "bad",
       failed: "bad",
       timeout: "bad",
       lost: "bad",
@@ -84,6 +86,7 @@ export function badge(status) {
       dispatched: "busy",
       pending: "wait",
       paused: "wait",
+      invited: "wait",
       skipped: "wait",
       cancelled: "wait",
     }[status] || "neutral";

@@ -1,6 +1,6 @@
 // Jobs: a filtered list with live status, and one job's detail with its stdout and stderr.
 
-import { api, followEvents, isFinished, JOB_STATUSES, query } from "./api.js";
+import { api, can, followEvents, isFinished, JOB_STATUSES, query } from "./api.js";
 import { announce, badge, errorBox, field, h, localTime, pageTitle, replace, table, timeAgo } from "./dom.js";
 
 const POLL_MS = 2000;
@@ -12,14 +12,14 @@ function duration(ms) {
 }
 
 /** datetime-local value (local time) to RFC 3339 in UTC, as the API's since/until expect. */
-function toRfc3339(localValue) {
+export function toRfc3339(localValue) {
   if (!localValue) return "";
   const time = new Date(localValue);
   return Number.isNaN(time.getTime()) ? "" : time.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 /** RFC 3339 back to a datetime-local value (local time), to show the active filter. */
-function toLocalInput(text) {
+export function toLocalInput(text) {
   const time = new Date(text);
   if (!text || Number.isNaN(time.getTime())) return "";
   const local = new Date(time.getTime() - time.getTimezoneOffset() * 60000);
@@ -82,7 +82,7 @@ export async function listPage(main, context) {
   const more = h("div", { class: "more" });
   replace(
     main,
-    pageTitle("Jobs", h("a", { class: "button button-primary", href: "#/run" }, "Run a script")),
+    pageTitle("Jobs", can("jobs.run") ? h("a", { class: "button button-primary", href: "#/run" }, "Run a script") : null),
     filters,
     box.element,
     body,
@@ -179,7 +179,7 @@ export async function detailPage(main, context) {
         : null,
       job.schedule_id ? ["Schedule", job.schedule_id] : null,
     ].filter(Boolean);
-    const cancel = isFinished(job.status)
+    const cancel = isFinished(job.status) || !can("jobs.run")
       ? null
       : h(
           "button",
@@ -202,7 +202,14 @@ export async function detailPage(main, context) {
     replace(
       body,
       h("dl", { class: "details" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])),
-      h("div", { class: "actions" }, cancel, h("a", { href: `#/run?agent=${encodeURIComponent(job.agent)}&script=${encodeURIComponent(job.script)}`, class: "button button-secondary" }, "Run again")),
+      h(
+        "div",
+        { class: "actions" },
+        cancel,
+        can("jobs.run")
+          ? h("a", { href: `#/run?agent=${encodeURIComponent(job.agent)}&script=${encodeURIComponent(job.script)}`, class: "button button-secondary" }, "Run again")
+          : null,
+      ),
       // While the job runs its output arrives live; once it finished, the stored result shows.
       isFinished(job.status) ? null : live.section,
       isFinished(job.status) ? output("stdout", job.stdout, job.stdout_truncated) : null,

@@ -1,7 +1,7 @@
 // Schedules: the list (pause, resume, delete, recent runs) and a create form that previews
 // the next fire times as the cron expression is typed.
 
-import { api, query } from "./api.js";
+import { api, can, query } from "./api.js";
 import { announce, badge, errorBox, field, h, localTime, pageTitle, paramsEditor, replace, splitList, submitting, table } from "./dom.js";
 import { tagList } from "./agents.js";
 
@@ -34,7 +34,7 @@ export async function page(main, context) {
     listBox.element,
     list,
     runs,
-    createForm(agents, load),
+    can("schedules.write") ? createForm(agents, load) : null,
   );
   await load();
   context.poll(async () => {
@@ -78,9 +78,11 @@ function scheduleRow(schedule, box, reload, runsContainer) {
     h(
       "td",
       { class: "row-actions" },
-      schedule.enabled
-        ? act("Pause", "POST", `${base}/pause`, "Schedule paused.")
-        : act("Resume", "POST", `${base}/resume`, "Schedule resumed."),
+      !can("schedules.write")
+        ? null
+        : schedule.enabled
+          ? act("Pause", "POST", `${base}/pause`, "Schedule paused.")
+          : act("Resume", "POST", `${base}/resume`, "Schedule resumed."),
       h(
         "button",
         {
@@ -91,7 +93,7 @@ function scheduleRow(schedule, box, reload, runsContainer) {
         },
         "Runs",
       ),
-      act("Delete", "DELETE", base, "Schedule deleted."),
+      can("schedules.write") ? act("Delete", "DELETE", base, "Schedule deleted.") : null,
     ),
   );
 }

@@ -1,8 +1,25 @@
-// Settings: API keys (a new key is shown once; revoke) and integrations (create, send a
-// test, see deliveries, enable/disable, delete).
+// Settings: API keys (a role and a scope each; a new key is shown once; revoke),
+// integrations (create, send a test, see deliveries, enable/disable, delete), members
+// (invite, change a role, remove) and the audit trail (filtered, "Load more").
 
-import { api, query } from "./api.js";
-import { announce, badge, errorBox, field, h, localTime, pageTitle, replace, submitting, table, timeAgo } from "./dom.js";
+import { api, can, currentMe, query } from "./api.js";
+import { announce, badge, errorBox, field, h, localTime, pageTitle, replace, splitList, submitting, table, timeAgo } from "./dom.js";
+import { toLocalInput, toRfc3339 } from "./jobs.js";
+
+const KEY_ROLES = [
+  ["agent", "agent — runs the agent protocol as the named agents"],
+  ["operator", "operator — reads, runs scripts, manages schedules"],
+  ["viewer", "viewer — reads only"],
+  ["admin", "admin — everything but keys and members"],
+];
+
+/** What a key is narrowed to: "agents: prod-*, edge-1", "tags: web; scripts: deploy.sh", or "—". */
+export function keyScope(key) {
+  const parts = ["agents", "tags", "scripts"]
+    .filter((name) => Array.isArray(key[name]) && key[name].length > 0)
+    .map((name) => `${name}: ${key[name].join(", ")}`);
+  return parts.length ? parts.join("; ") : "—";
+}
 
 export async function apiKeysPage(main, context) {
   const listBox = errorBox();
@@ -16,12 +33,14 @@ export async function apiKeysPage(main, context) {
       list,
       table(
         "API keys",
-        ["Name", "Key", "Created", "Last used", "Expires", ""],
+        ["Name", "Role", "Scope", "Key", "Created", "Last used", "Expires", ""],
         keys.map((key) =>
           h(
             "tr",
             { dataset: { key: key.id } },
-            h("th", { scope: "row" }, key.name),
+            h("th", { scope: "row" }, key.name, key.created_by ? h("span", { class: "muted" }, ` by ${key.created_by}`) : null),
+            h("td", { class: "key-role" }, key.role || "—"),
+            h("td", { class: "key-scope" }, keyScope(key)),
             h("td", {}, h("code", {}, `${key.key_prefix}…`)),
             h("td", {}, timeAgo(key.created_at)),
             h("td", {}, timeAgo(key.last_used_at)),
@@ -59,12 +78,38 @@ export async function apiKeysPage(main, context) {
 
   const name = h("input", { id: "key-name", type: "text", required: true, maxlength: 100, autocomplete: "off", placeholder: "web-1" });
   const expires = h("input", { id: "key-expires", type: "number", min: 1, max: 3650, step: 1 });
+  const role = h(
+    "select",
+    { id: "key-role" },
+    KEY_ROLES.map(([value, label]) => h("option", { value, selected: value === "operator" }, label)),
+  );
+  const agents = h("input", { id: "key-agents", type: "text", autocomplete: "off", placeholder: "prod-*, edge-1" });
+  const tags = h("input", { id: "key-tags", type: "text", autocomplete: "off", placeholder: "web" });
+  const scripts = h("input", { id: "key-scripts", type: "text", autocomplete: "off", placeholder: "deploy.sh" });
+  const agentsField = field("Agents (patterns, comma-separated)", agents, "The agent names it may connect as; * matches any characters.");
+  const operatorFields = h(
+    "div",
+    { class: "key-scope-fields" },
+    field("Only agents with tags (optional, comma-separated)", tags),
+    field("Only scripts (optional, comma-separated)", scripts),
+  );
+  // Agent keys need their patterns; only operator keys can be narrowed by tags and scripts.
+  const showScope = () => {
+    agentsField.hidden = role.value !== "agent";
+    agents.required = role.value === "agent";
+    operatorFields.hidden = role.value !== "operator";
+  };
+  role.addEventListener("change", showScope);
+  showScope();
   const box = errorBox();
   const form = h(
     "form",
     { class: "inline-form", "aria-labelledby": "new-key-title" },
     h("h2", { id: "new-key-title" }, "New API key"),
     field("Name", name, "Usually the agent that will use it. One key per agent."),
+    field("Role", role),
+    agentsField,
+    operatorFields,
     field("Expires after (days, optional)", expires),
     box.element,
     h("button", { type: "submit", class: "button-primary" }, "Create key"),
@@ -72,10 +117,16 @@ export async function apiKeysPage(main, context) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     submitting(form, box, async () => {
-      const body = { name: name.value.trim() };
+      const body = { name: name.value.trim(), role: role.value };
       if (expires.value) body.expires_days = Number(expires.value);
+      if (role.value === "agent") body.agents = splitList(agents.value);
+      if (role.value === "operator") {
+        if (splitList(tags.value).length) body.tags = splitList(tags.value);
+        if (splitList(scripts.value).length) body.scripts = splitList(scripts.value);
+      }
       const created = await api("POST", "/auth/api-keys", body);
       form.reset();
+      showScope();
       showNewKey(reveal, created);
       await load();
     });
@@ -368,4 +419,287 @@ function createIntegrationForm(reload, detail) {
     });
   });
   return form;
+}
+
+// ----- members ---------------------------------------------------------------------
+
+const ROLES = ["viewer", "operator", "admin", "owner"];
+
+const ROLE_HINT = "Viewers read; operators also run scripts and manage schedules; admins also manage agents, keys, integrations, members and read the audit trail; owners also manage owners.";
+
+/** The roles this session may hand out: owner only with `owners.manage`. */
+function grantableRoles() {
+  return ROLES.filter((role) => role !== "owner" || can("owners.manage"));
+}
+
+export async function membersPage(main, context) {
+  const listBox = errorBox();
+  const list = h("div", {});
+
+  const load = async () => {
+    const { members, invitations } = await api("GET", "/tenant/members");
+    if (!context.active) return;
+    replace(
+      list,
+      table(
+        "Members and invitations",
+        ["Email", "Role", "Status", "Since", "Actions"],
+        [
+          ...members.map((member) => memberRow(member, listBox, load)),
+          ...invitations.map((invitation) => invitationRow(invitation, listBox, load)),
+        ],
+        "No members.",
+      ),
+    );
+  };
+
+  replace(
+    main,
+    pageTitle("Members"),
+    h("p", { class: "muted" }, ROLE_HINT),
+    inviteForm(load),
+    h("h2", {}, "Members and invitations"),
+    listBox.element,
+    list,
+  );
+  await load();
+}
+
+function inviteForm(reload) {
+  const email = h("input", { id: "member-email", type: "email", required: true, autocomplete: "off" });
+  const role = h(
+    "select",
+    { id: "member-role" },
+    grantableRoles().map((name) => h("option", { value: name, selected: name === "operator" }, name)),
+  );
+  const box = errorBox();
+  const form = h(
+    "form",
+    { class: "inline-form", "aria-labelledby": "invite-title" },
+    h("h2", { id: "invite-title" }, "Invite a teammate"),
+    field("Email", email, "They get a code by email to join this workspace with."),
+    field("Role", role),
+    box.element,
+    h("button", { type: "submit", class: "button-primary" }, "Send invitation"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitting(form, box, async () => {
+      const invited = await api("POST", "/tenant/members", { email: email.value.trim(), role: role.value });
+      announce(`Invitation sent to ${invited.email} (${invited.role}).`, "success");
+      form.reset();
+      await reload();
+    });
+  });
+  return form;
+}
+
+function memberRow(member, box, reload) {
+  const self = currentMe()?.user?.id === member.id;
+  // Changing an owner's role, or making someone owner, needs `owners.manage`.
+  const locked = member.role === "owner" && !can("owners.manage");
+  const roles = locked ? ["owner"] : grantableRoles();
+  const role = h(
+    "select",
+    {
+      class: "member-role",
+      "aria-label": `Role of ${member.email}`,
+      disabled: locked,
+      onchange: async () => {
+        box.clear();
+        try {
+          const changed = await api("PATCH", `/tenant/members/${encodeURIComponent(member.id)}`, { role: role.value });
+          announce(`${changed.email} is now ${changed.role}.`, "success");
+        } catch (error) {
+          box.show(error);
+        }
+        await reload();
+      },
+    },
+    roles.map((name) => h("option", { value: name, selected: name === member.role }, name)),
+  );
+  return h(
+    "tr",
+    { dataset: { member: member.id, email: member.email } },
+    h("th", { scope: "row" }, member.email, self ? h("span", { class: "muted" }, " (you)") : null),
+    h("td", {}, role),
+    h("td", {}, badge(member.status)),
+    h("td", {}, timeAgo(member.joined_at)),
+    h(
+      "td",
+      { class: "row-actions" },
+      locked
+        ? null
+        : removeButton(`Remove ${member.email}`, `Remove ${member.email} from this workspace?`, member, box, reload),
+    ),
+  );
+}
+
+function invitationRow(invitation, box, reload) {
+  return h(
+    "tr",
+    { dataset: { invitation: invitation.id, email: invitation.email } },
+    h("th", { scope: "row" }, invitation.email),
+    h("td", {}, invitation.role),
+    h("td", {}, badge(invitation.status), h("span", { class: "muted" }, " until "), localTime(invitation.expires_at)),
+    h("td", {}, timeAgo(invitation.invited_at)),
+    h(
+      "td",
+      { class: "row-actions" },
+      removeButton(
+        `Withdraw the invitation to ${invitation.email}`,
+        `Withdraw the invitation to ${invitation.email}?`,
+        invitation,
+        box,
+        reload,
+        "Withdraw",
+      ),
+    ),
+  );
+}
+
+/** `DELETE /tenant/members/{id}`: removes a member (usr_) or withdraws an invitation (inv_). */
+function removeButton(label, question, entry, box, reload, text = "Remove") {
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "button-quiet danger",
+      "aria-label": label,
+      onclick: async () => {
+        if (!window.confirm(question)) return;
+        box.clear();
+        try {
+          await api("DELETE", `/tenant/members/${encodeURIComponent(entry.id)}`);
+          announce(text === "Remove" ? `${entry.email} removed.` : `Invitation to ${entry.email} withdrawn.`, "success");
+          await reload();
+        } catch (error) {
+          box.show(error);
+        }
+      },
+    },
+    text,
+  );
+}
+
+// ----- audit trail -----------------------------------------------------------------
+
+const AUDIT_FILTERS = ["actor", "action", "since", "until"];
+
+function entryRow(entry) {
+  return h(
+    "tr",
+    { dataset: { entry: entry.id, action: entry.action } },
+    h("td", {}, localTime(entry.at)),
+    h("td", {}, entry.actor || "—"),
+    h("th", { scope: "row" }, h("code", {}, entry.action)),
+    h("td", {}, entry.target || "—"),
+    h("td", { class: "audit-outcome" }, badge(entry.outcome)),
+    h("td", { class: "mono" }, entry.client_addr || "—"),
+    h("td", {}, detailText(entry.detail)),
+  );
+}
+
+/** The entry's detail as text: a string as is, anything else as compact JSON. */
+function detailText(detail) {
+  if (detail === null || detail === undefined || detail === "") return "—";
+  return typeof detail === "string" ? detail : JSON.stringify(detail);
+}
+
+export async function auditPage(main, context) {
+  const values = Object.fromEntries(AUDIT_FILTERS.map((name) => [name, context.query.get(name) || ""]));
+  const actor = h("input", { type: "text", name: "actor", id: "audit-actor", value: values.actor, autocomplete: "off" });
+  const action = h("input", {
+    type: "text",
+    name: "action",
+    id: "audit-action",
+    value: values.action,
+    autocomplete: "off",
+    placeholder: "job.trigger",
+  });
+  const since = h("input", { type: "datetime-local", name: "since", value: toLocalInput(values.since) });
+  const until = h("input", { type: "datetime-local", name: "until", value: toLocalInput(values.until) });
+  const filters = h(
+    "form",
+    { class: "filters", role: "search", "aria-label": "Filter the audit trail" },
+    field("Actor (email or key id)", actor),
+    field("Action", action),
+    field("After", since),
+    field("Before", until),
+    h(
+      "div",
+      { class: "filter-actions" },
+      h("button", { type: "submit", class: "button-secondary" }, "Apply filters"),
+      h("a", { href: "#/audit", class: "button button-quiet" }, "Clear"),
+    ),
+  );
+  filters.addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.hash = `#/audit${query({
+      actor: actor.value.trim(),
+      action: action.value.trim(),
+      since: toRfc3339(since.value),
+      until: toRfc3339(until.value),
+    })}`;
+  });
+  const box = errorBox();
+  const body = h("div", {});
+  const more = h("div", { class: "more" });
+  replace(
+    main,
+    pageTitle("Audit trail"),
+    h("p", { class: "muted" }, "Every change and every refused request in this workspace, newest first."),
+    filters,
+    box.element,
+    body,
+    more,
+  );
+
+  let entries = [];
+  let nextCursor = null;
+  const fetchPage = async (cursor) => {
+    const page = await api("GET", `/audit${query({ ...values, cursor })}`);
+    entries = entries.concat(page.entries);
+    nextCursor = page.next_cursor;
+  };
+  const render = () => {
+    replace(
+      body,
+      table(
+        "Audit trail",
+        ["At", "Actor", "Action", "Target", "Outcome", "From", "Detail"],
+        entries.map(entryRow),
+        "No entries match.",
+      ),
+    );
+    replace(
+      more,
+      nextCursor
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "button-secondary",
+              id: "audit-more",
+              onclick: async () => {
+                box.clear();
+                try {
+                  await fetchPage(nextCursor);
+                  if (context.active) render();
+                } catch (error) {
+                  box.show(error);
+                }
+              },
+            },
+            "Load more",
+          )
+        : null,
+    );
+  };
+  try {
+    await fetchPage(null);
+  } catch (error) {
+    box.show(error);
+  }
+  if (context.active) render();
 }

@@ -1,7 +1,8 @@
 //! The `scriptmesh` command-line client end to end: the real binary against a real
 //! orchestrator and real agents. Login (and its token refresh), `run --wait` mirroring the
-//! script's output and exit code, a fan-out by tag, `--json` output, keys, jobs,
-//! schedules, integrations, and the errors a user meets (bad URL, bad key, usage).
+//! script's output and exit code, a fan-out by tag, `--json` output, keys (with roles and
+//! scopes), jobs, schedules, integrations, members, the audit trail, a login into one of
+//! several tenants, and the errors a user meets (bad URL, bad key, usage, a role's limits).
 
 use scriptmesh_tests::receiver::Receiver;
 use scriptmesh_tests::{AgentSpec, Session, StatusCode, TestAgent, TestApp, TEST_PASSWORD};
@@ -118,13 +119,42 @@ impl Cli {
 
     /// `scriptmesh login --email EMAIL --password-stdin`, expecting success.
     async fn login(&self) {
-        self.run_with_stdin(
-            &["login", "--email", EMAIL, "--password-stdin"],
-            Some(&format!("{TEST_PASSWORD}\n")),
-        )
-        .await
-        .assert_code(0);
+        self.login_as(EMAIL, &[]).await;
     }
+
+    /// `scriptmesh login --email EMAIL --password-stdin EXTRA..`, expecting success.
+    async fn login_as(&self, email: &str, extra: &[&str]) {
+        let args = [&["login", "--email", email, "--password-stdin"][..], extra].concat();
+        self.run_with_stdin(&args, Some(&format!("{TEST_PASSWORD}\n")))
+            .await
+            .assert_code(0);
+    }
+}
+
+/// The line of a table whose text contains `needle`.
+#[track_caller]
+fn row_with<'a>(outcome: &'a Outcome, needle: &str) -> &'a str {
+    outcome
+        .stdout
+        .lines()
+        .find(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("no row with {needle:?}: {outcome:?}"))
+}
+
+/// `POST /auth/accept-invite` with the code emailed to `email` (its `nth` message), as the
+/// dashboard's join page does;
+/// asserts 200 and returns the answer.
+async fn accept_invitation(app: &TestApp, email: &str, nth: usize) -> Value {
+    let code = app.smtp.wait_for_code_in_message(email, nth).await;
+    let (status, joined) = app
+        .post_json(
+            "/auth/accept-invite",
+            &json!({"email": email, "code": code, "password": TEST_PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "accept the invitation to {email}: {joined}");
+    joined
 }
 
 /// An orchestrator, a verified user, and agents with the test scripts.
@@ -385,10 +415,13 @@ async fn run_wait_mirrors_the_script_with_an_api_key() {
     refused.assert_code(1);
     assert!(refused.stderr.contains("SCRIPTMESH_API_KEY was refused"), "{refused:?}");
 
-    // Keys cannot manage keys: the API says so.
+    // Keys cannot manage keys: the API says a login is needed.
     let forbidden = cli.run(&["keys", "create", "more"]).await;
     forbidden.assert_code(1);
-    assert!(forbidden.stderr.contains("log in"), "{forbidden:?}");
+    assert!(
+        forbidden.stderr.contains("login") && forbidden.stderr.contains("permission_denied"),
+        "{forbidden:?}"
+    );
 }
 
 #[actix_rt::test]
@@ -724,4 +757,297 @@ async fn errors_name_the_problem_and_the_exit_status_tells_its_kind() {
     }
     let help = cli.run(&["--help"]).await;
     assert!(help.assert_code(0).stdout.contains("run"), "{help:?}");
+}
+
+#[actix_rt::test]
+async fn keys_have_roles_and_scopes_and_members_and_the_audit_trail_are_managed() {
+    let mut setup = Setup::start(TestApp::start().await).await;
+    setup.add_agent(setup.agent_spec("web-1")).await;
+    let cli = Cli::new(&setup.app);
+    cli.login().await;
+
+    // The tenant's creator is its owner, with every permission.
+    let me = cli.run(&["whoami", "--json"]).await;
+    let me = me.assert_code(0).json();
+    assert_eq!(me["role"], "owner", "{me}");
+    assert!(
+        me["permissions"].as_array().unwrap().contains(&json!("owners.manage")),
+        "{me}"
+    );
+    let shown = cli.run(&["whoami"]).await;
+    assert!(row_with(shown.assert_code(0), "role:").contains("owner"), "{shown:?}");
+
+    // Keys with a role and a scope; the list shows both.
+    let viewer = cli.run(&["keys", "create", "read-only", "--role", "viewer"]).await;
+    let viewer_key = viewer.assert_code(0).stdout.trim().to_owned();
+    assert!(viewer.stderr.contains("role viewer"), "{viewer:?}");
+    // Agent patterns alone make an agent key.
+    let edge = cli
+        .run(&["keys", "create", "edge", "--agent", "prod-*", "--agent", "edge-1"])
+        .await;
+    assert!(edge.assert_code(0).stdout.trim().starts_with("sm_live_"), "{edge:?}");
+    assert!(edge.stderr.contains("role agent, agents: prod-*, edge-1"), "{edge:?}");
+    let deploy = cli
+        .run(&[
+            "keys", "create", "deployer", "--tag", "web", "--script", "ok.sh", "--json",
+        ])
+        .await;
+    let deploy = deploy.assert_code(0).json();
+    assert_eq!(
+        (&deploy["role"], &deploy["tags"], &deploy["scripts"]),
+        (&json!("operator"), &json!(["web"]), &json!(["ok.sh"])),
+        "{deploy}"
+    );
+    let table = cli.run(&["keys", "list"]).await;
+    let header = table.assert_code(0).stdout.lines().next().unwrap_or_default();
+    assert!(header.contains("ROLE") && header.contains("SCOPE"), "{table:?}");
+    assert!(row_with(&table, "edge").contains("agents: prod-*, edge-1"), "{table:?}");
+    assert!(
+        row_with(&table, "deployer").contains("tags: web; scripts: ok.sh"),
+        "{table:?}"
+    );
+    let read_only = row_with(&table, "read-only");
+    assert!(read_only.contains("viewer") && read_only.contains(" - "), "{read_only}");
+    // The API's rules: an agent key needs patterns; the CLI knows the roles.
+    cli.run(&["keys", "create", "nowhere", "--role", "agent"])
+        .await
+        .assert_code(1);
+    cli.run(&["keys", "create", "boss", "--role", "owner"])
+        .await
+        .assert_code(2);
+
+    // A viewer key reads but may not run a script.
+    let as_viewer = Cli::with_key(&setup.app, &viewer_key);
+    as_viewer.run(&["agents"]).await.assert_code(0);
+    let denied = as_viewer.run(&["run", "ok.sh", "--agent", "web-1"]).await;
+    denied.assert_code(1);
+    assert!(
+        denied.stderr.contains("permission_denied") && denied.stderr.contains("jobs.run"),
+        "{denied:?}"
+    );
+
+    // Members: invite, accept (by the API, with the emailed code), change the role, remove.
+    let invited = cli
+        .run(&["members", "invite", "new@example.com", "--role", "viewer", "--json"])
+        .await;
+    let invited = invited.assert_code(0).json();
+    assert!(invited["id"].as_str().unwrap().starts_with("inv_"), "{invited}");
+    let listed = cli.run(&["members", "list"]).await;
+    let pending = row_with(listed.assert_code(0), "new@example.com");
+    assert!(pending.contains("viewer") && pending.contains("invited"), "{pending}");
+    let owner_row = row_with(&listed, EMAIL);
+    assert!(
+        owner_row.contains("owner") && owner_row.contains("active"),
+        "{owner_row}"
+    );
+    let joined = accept_invitation(&setup.app, "new@example.com", 1).await;
+    assert_eq!(joined["role"], "viewer", "{joined}");
+    let members = cli.run(&["members", "list", "--json"]).await.json();
+    let new_id = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "new@example.com")
+        .and_then(|m| m["id"].as_str())
+        .unwrap_or_else(|| panic!("the new member is listed: {members}"))
+        .to_owned();
+    assert_eq!(members["invitations"], json!([]), "the invitation was used: {members}");
+    let promoted = cli.run(&["members", "role", &new_id, "operator"]).await;
+    assert!(
+        promoted.assert_code(0).stdout.contains("is now operator"),
+        "{promoted:?}"
+    );
+    // A tenant keeps an owner.
+    let last = cli.run(&["members", "role", &setup.session.user_id, "viewer"]).await;
+    last.assert_code(1);
+    assert!(last.stderr.contains("last_owner"), "{last:?}");
+    let removed = cli.run(&["members", "remove", &new_id]).await;
+    assert!(removed.assert_code(0).stdout.contains("Removed member"), "{removed:?}");
+    let later = cli
+        .run(&["members", "invite", "later@example.com", "--role", "admin", "--json"])
+        .await;
+    let later_id = later.assert_code(0).json()["id"].as_str().unwrap().to_owned();
+    let withdrawn = cli.run(&["members", "remove", &later_id]).await;
+    assert!(
+        withdrawn.assert_code(0).stdout.contains("Withdrew invitation"),
+        "{withdrawn:?}"
+    );
+    let remaining = cli.run(&["members", "list", "--json"]).await.json();
+    assert!(
+        !remaining.to_string().contains("new@example.com") && !remaining.to_string().contains("later@"),
+        "{remaining}"
+    );
+
+    // The audit trail: newest first, filtered, every page with --all. (The server writes
+    // entries in batches every 200 ms.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let audit = cli.run(&["audit"]).await;
+    let header = audit.assert_code(0).stdout.lines().next().unwrap_or_default();
+    for column in ["AT", "ACTOR", "ACTION", "TARGET", "OUTCOME", "FROM"] {
+        assert!(header.contains(column), "{audit:?}");
+    }
+    assert!(row_with(&audit, "member.invite").contains(EMAIL), "{audit:?}");
+    let all = cli.run(&["audit", "--json"]).await.json();
+    let entries = all["entries"].as_array().unwrap();
+    assert!(
+        entries.iter().any(|e| e["outcome"] == "denied"),
+        "the viewer key's refused run is recorded: {all}"
+    );
+    let created = cli.run(&["audit", "--action", "key.create", "--json"]).await.json();
+    let created = created["entries"].as_array().unwrap().clone();
+    assert!(created.len() >= 4, "agents, read-only, edge, deployer: {created:?}");
+    assert!(created.iter().all(|e| e["action"] == "key.create"), "{created:?}");
+    let paged = cli
+        .run(&["audit", "--action", "key.create", "--limit", "1", "--all", "--json"])
+        .await;
+    let paged = paged.assert_code(0).json();
+    assert_eq!(
+        paged["entries"].as_array().unwrap(),
+        &created,
+        "--all follows every page"
+    );
+    assert_eq!(paged["next_cursor"], Value::Null);
+    let one = cli.run(&["audit", "--action", "key.create", "--limit", "1"]).await;
+    assert_eq!(
+        one.assert_code(0).stdout.lines().count(),
+        2,
+        "a header and one row: {one:?}"
+    );
+    assert!(one.stderr.contains("--cursor"), "a hint for the next page: {one:?}");
+}
+
+#[actix_rt::test]
+async fn a_member_of_two_tenants_logs_in_to_either_and_has_its_role_there() {
+    let setup = Setup::start(TestApp::start().await).await;
+    let app = &setup.app;
+    // Someone with a tenant of their own is invited into the first one as an operator.
+    let both = "both@example.com";
+    let home = app.register_and_login(both).await;
+    let (status, invitation) = app
+        .post_json(
+            "/tenant/members",
+            &json!({"email": both, "role": "operator"}),
+            setup.session.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    // `join` accepts it with the emailed code and logs in there.
+    let code = app.smtp.wait_for_code_in_message(both, 2).await;
+    let cli = Cli::new(app);
+    let joined = cli
+        .run_with_stdin(
+            &["join", "--email", both, "--code", &code, "--password-stdin"],
+            Some(&format!("{TEST_PASSWORD}\n")),
+        )
+        .await;
+    assert!(joined.assert_code(0).stdout.contains("as operator"), "{joined:?}");
+    let me = cli.run(&["whoami", "--json"]).await.json();
+    assert_eq!(me["tenant"]["id"], setup.session.tenant_id.as_str(), "{me}");
+
+    // Without --tenant: the home tenant, where they are the owner; both are listed.
+    cli.login_as(both, &[]).await;
+    let me = cli.run(&["whoami", "--json"]).await.json();
+    assert_eq!(me["tenant"]["id"], home.tenant_id.as_str(), "{me}");
+    assert_eq!(me["role"], "owner", "{me}");
+    assert_eq!(me["memberships"].as_array().map(Vec::len), Some(2), "{me}");
+    let shown = cli.run(&["whoami"]).await;
+    assert!(row_with(shown.assert_code(0), "memberships:").contains(&setup.session.tenant_id));
+    assert!(shown.stderr.contains("login --tenant"), "{shown:?}");
+
+    // With --tenant: the other one, as an operator, who may not manage members or read the audit trail.
+    cli.login_as(both, &["--tenant", &setup.session.tenant_id]).await;
+    let me = cli.run(&["whoami", "--json"]).await.json();
+    assert_eq!(me["tenant"]["id"], setup.session.tenant_id.as_str(), "{me}");
+    assert_eq!(me["role"], "operator", "{me}");
+    for refused in [vec!["members", "list"], vec!["audit"]] {
+        let outcome = cli.run(&refused).await;
+        outcome.assert_code(1);
+        assert!(outcome.stderr.contains("permission_denied"), "{outcome:?}");
+    }
+    cli.run(&["agents"]).await.assert_code(0);
+}
+
+#[actix_rt::test]
+async fn a_changed_password_ends_other_sessions_and_a_forgotten_one_is_reset_by_email() {
+    let setup = Setup::start(TestApp::start().await).await;
+    let app = &setup.app;
+    let new_password = "a different long password";
+    let cli = Cli::new(app);
+    let elsewhere = Cli::new(app);
+    cli.login().await;
+    elsewhere.login().await;
+
+    // Changed: this login goes on with its renewed tokens; the other one has ended.
+    let stored = cli.credentials();
+    let changed = cli
+        .run_with_stdin(
+            &["password", "change", "--password-stdin"],
+            Some(&format!("{TEST_PASSWORD}\n{new_password}\n")),
+        )
+        .await;
+    changed.assert_code(0);
+    assert_ne!(cli.credentials()["refresh_token"], stored["refresh_token"], "renewed");
+    cli.run(&["agents"]).await.assert_code(0);
+    let mut other = elsewhere.credentials();
+    other["expires_at"] = json!("2000-01-01T00:00:00Z");
+    elsewhere.write_credentials(&other);
+    let ended = elsewhere.run(&["agents"]).await;
+    ended.assert_code(1);
+    assert!(ended.stderr.contains("run `scriptmesh login` again"), "{ended:?}");
+    // A wrong current password changes nothing.
+    let wrong = cli
+        .run_with_stdin(
+            &["password", "change", "--password-stdin"],
+            Some("not the password\nyet another long password\n"),
+        )
+        .await;
+    wrong.assert_code(1);
+
+    // Forgotten: a code by email, then the reset; the old password no longer logs in.
+    let before = app.smtp.messages_to(EMAIL).len();
+    let sent = cli.run(&["password", "forgot", "--email", EMAIL]).await;
+    assert!(
+        sent.assert_code(0).stdout.contains("password reset --email"),
+        "{sent:?}"
+    );
+    let code = app.smtp.wait_for_code_in_message(EMAIL, before + 1).await;
+    let bad = cli
+        .run_with_stdin(
+            &[
+                "password",
+                "reset",
+                "--email",
+                EMAIL,
+                "--code",
+                "000000",
+                "--password-stdin",
+            ],
+            Some(&format!("{TEST_PASSWORD}\n")),
+        )
+        .await;
+    bad.assert_code(1);
+    let reset = cli
+        .run_with_stdin(
+            &[
+                "password",
+                "reset",
+                "--email",
+                EMAIL,
+                "--code",
+                &code,
+                "--password-stdin",
+            ],
+            Some(&format!("{TEST_PASSWORD}\n")),
+        )
+        .await;
+    assert!(reset.assert_code(0).stdout.contains("Password reset"), "{reset:?}");
+    let old = cli
+        .run_with_stdin(
+            &["login", "--email", EMAIL, "--password-stdin"],
+            Some(&format!("{new_password}\n")),
+        )
+        .await;
+    old.assert_code(1);
+    cli.login().await;
+    cli.run(&["agents"]).await.assert_code(0);
 }

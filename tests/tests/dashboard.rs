@@ -1,6 +1,7 @@
 //! The embedded web dashboard: served at `/` with its security headers, and driven end to
 //! end in headless Chromium (through chromedriver) the way a person uses it: sign up,
-//! verify, create an API key, see the agent online, run a script and read its output.
+//! verify, create an API key, see the agent online, run a script and read its output;
+//! invite a teammate and read the audit trail; and see only what one's role allows.
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
@@ -199,6 +200,15 @@ impl Page<'_> {
         input.send_keys(text).await.expect("type into the field");
     }
 
+    /// Chooses the option with this value in a `<select>`.
+    async fn select(&self, css: &str, value: &str) {
+        self.wait_for(css)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|error| panic!("choose {value:?} in {css}: {error}"));
+    }
+
     async fn click(&self, css: &str) {
         self.wait_for(css).await.click().await.expect("click");
     }
@@ -335,10 +345,15 @@ async fn the_whole_flow(app: &TestApp, browser: &Client) {
     page.click("nav a[href='#/settings/api-keys']").await;
     page.wait_for_text("main h1", "API keys").await;
     page.fill("#key-name", "web-1").await;
+    // An agent key, for the agents whose names match its pattern.
+    page.select("#key-role", "agent").await;
+    page.fill("#key-agents", "web-*").await;
     page.click("form button[type=submit]").await;
     let key = page.wait_for_text("#new-api-key", "sm_live_").await;
     assert!(key.starts_with("sm_live_"), "{key}");
     page.wait_for_text("tr[data-key] th", "web-1").await;
+    page.wait_for_text("tr[data-key] .key-role", "agent").await;
+    page.wait_for_text("tr[data-key] .key-scope", "agents: web-*").await;
 
     // A real agent connects with that key and shows up online.
     let _agent = app
@@ -458,6 +473,235 @@ async fn the_whole_flow(app: &TestApp, browser: &Client) {
         "Swagger UI lists {} operations",
         operations.len()
     );
+}
+
+/// Logs in through the login form and waits for the agents page.
+async fn log_in(page: &Page<'_>, base: &str, email: &str) {
+    page.go(base, "#/login").await;
+    page.wait_for_text("h1", "Log in").await;
+    page.fill("input[name=email]", email).await;
+    page.fill("input[name=password]", TEST_PASSWORD).await;
+    page.click("button[type=submit]").await;
+    page.wait_for_text("main h1", "Agents").await;
+}
+
+#[actix_rt::test]
+async fn an_owner_invites_a_teammate_and_reads_the_audit_trail_in_the_browser() {
+    if !browser_available() {
+        return;
+    }
+    let app = TestApp::start().await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    with_failure_capture(&browser, invite_flow(&app, &browser, &owner.access_token)).await;
+    let _ = browser.close().await;
+}
+
+async fn invite_flow(app: &TestApp, browser: &Client, owner_token: &str) {
+    let page = Page { browser };
+    log_in(&page, &app.url, "owner@example.com").await;
+    page.wait_for_text("#account-role", "owner").await;
+
+    // Members: the owner is listed; an invitation appears as pending with its role.
+    page.click("nav a[href='#/settings/members']").await;
+    page.wait_for_text("main h1", "Members").await;
+    page.wait_for_text("tr[data-email='owner@example.com']", "active").await;
+    page.fill("#member-email", "teammate@example.com").await;
+    page.select("#member-role", "viewer").await;
+    page.click("#main form button[type=submit]").await;
+    let row = page
+        .wait_for_text("tr[data-email='teammate@example.com']", "invited")
+        .await;
+    assert!(row.contains("viewer"), "{row}");
+    let code = app.smtp.wait_for_code("teammate@example.com").await;
+    assert_eq!(code.len(), 6);
+    let (status, listed) = app.get("/tenant/members", Some(owner_token)).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["invitations"][0]["email"], "teammate@example.com", "{listed}");
+
+    // The audit trail records it (the server writes entries in batches every 200 ms).
+    actix_rt::time::sleep(Duration::from_secs(1)).await;
+    page.click("nav a[href='#/audit']").await;
+    page.wait_for_text("main h1", "Audit trail").await;
+    page.wait_for_text("tr[data-action='member.invite']", "owner@example.com")
+        .await;
+    page.fill("#audit-action", "member.invite").await;
+    page.click("#main form[role=search] button[type=submit]").await;
+    // Only that action is left (the logins are gone).
+    page.wait_until_gone("tr[data-action='user.login']").await;
+    page.wait_for_text("tr[data-action='member.invite']", "ok").await;
+
+    // Withdrawn, the invitation leaves the list.
+    page.click("nav a[href='#/settings/members']").await;
+    page.click("button[aria-label='Withdraw the invitation to teammate@example.com']")
+        .await;
+    page.accept_dialog().await;
+    page.wait_until_gone("tr[data-email='teammate@example.com']").await;
+}
+
+#[actix_rt::test]
+async fn a_viewer_joins_and_sees_only_what_the_role_allows() {
+    if !browser_available() {
+        return;
+    }
+    let app = TestApp::start().await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let key = app
+        .create_api_key_details(&owner, &json!({"name": "web", "role": "agent", "agents": ["web-*"]}))
+        .await
+        .key;
+    let _agent = app
+        .start_agent(AgentSpec::new("web-1", &key).script("hello.sh", "#!/bin/sh\necho hi\n"))
+        .await;
+    app.wait_for_agent_status(&owner.access_token, "web-1", "online", WAIT)
+        .await;
+    let (status, invitation) = app
+        .post_json(
+            "/tenant/members",
+            &json!({"email": "viewer@example.com", "role": "viewer"}),
+            owner.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    with_failure_capture(&browser, viewer_flow(&app, &browser)).await;
+    let _ = browser.close().await;
+}
+
+async fn viewer_flow(app: &TestApp, browser: &Client) {
+    let page = Page { browser };
+    // Joining with the emailed code and a new password logs the viewer in.
+    page.go(&app.url, "#/join?email=viewer@example.com").await;
+    page.wait_for_text("h1", "Join a workspace").await;
+    let code = app.smtp.wait_for_code("viewer@example.com").await;
+    page.fill("input[name=code]", &code).await;
+    page.fill("input[name=password]", TEST_PASSWORD).await;
+    page.click("button[type=submit]").await;
+    page.wait_for_text("main h1", "Agents").await;
+    page.wait_for_text("#account-role", "viewer").await;
+
+    // What a viewer reads is there; what it may not do is not offered.
+    page.wait_for_text("tr[data-agent='web-1'] .agent-status", "online")
+        .await;
+    for allowed in ["#/agents", "#/jobs", "#/schedules"] {
+        page.wait_for(&format!("nav a[href='{allowed}']")).await;
+    }
+    for hidden in [
+        "#/run",
+        "#/settings/api-keys",
+        "#/settings/integrations",
+        "#/settings/members",
+        "#/audit",
+    ] {
+        page.assert_absent(&format!("nav a[href='{hidden}']"), "not for a viewer")
+            .await;
+    }
+    page.assert_absent("a[aria-label='Run a script on web-1']", "a viewer cannot run scripts")
+        .await;
+    page.assert_absent("main a[href='#/run']", "no Run button").await;
+    page.click("nav a[href='#/schedules']").await;
+    page.wait_for_text("main h1", "Schedules").await;
+    page.assert_absent("#new-schedule-title", "a viewer cannot create schedules")
+        .await;
+
+    // A page typed in by address says why it is not shown.
+    page.go(&app.url, "#/settings/members").await;
+    page.wait_for_text("#not-allowed", "members.manage").await;
+
+    // The same person logs in again through the form: the role is fetched again.
+    page.click("#account button").await;
+    page.wait_for_text("h1", "Log in").await;
+    log_in(&page, &app.url, "viewer@example.com").await;
+    page.wait_for_text("#account-role", "viewer").await;
+    page.assert_absent("nav a[href='#/run']", "still a viewer").await;
+}
+
+#[actix_rt::test]
+async fn a_forgotten_password_is_reset_and_a_member_of_two_workspaces_switches_between_them() {
+    if !browser_available() {
+        return;
+    }
+    let app = TestApp::start().await;
+    let owner = app.register_and_login("owner@example.com").await;
+    // Someone with a workspace of their own is also an operator in the owner's.
+    let both = app.register_and_login("both@example.com").await;
+    let (status, invitation) = app
+        .post_json(
+            "/tenant/members",
+            &json!({"email": "both@example.com", "role": "operator"}),
+            owner.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{invitation}");
+    let code = app.smtp.wait_for_code_in_message("both@example.com", 2).await;
+    let (status, joined) = app
+        .post_json(
+            "/auth/accept-invite",
+            &json!({"email": "both@example.com", "code": code, "password": TEST_PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    with_failure_capture(
+        &browser,
+        account_flow(&app, &browser, &owner.tenant_id, &both.tenant_id),
+    )
+    .await;
+    let _ = browser.close().await;
+}
+
+async fn account_flow(app: &TestApp, browser: &Client, owners_tenant: &str, home_tenant: &str) {
+    let page = Page { browser };
+    let email = "both@example.com";
+    let new_password = "a brand new long password";
+
+    // Forgot password: a code by email, then a new password, then the login.
+    page.go(&app.url, "#/login").await;
+    page.click("#forgot-link").await;
+    page.wait_for_text("h1", "Forgot your password").await;
+    page.fill("input[name=email]", email).await;
+    let before = app.smtp.messages_to(email).len();
+    page.click("button[type=submit]").await;
+    page.wait_for_text("h1", "Reset your password").await;
+    let code = app.smtp.wait_for_code_in_message(email, before + 1).await;
+    page.fill("input[name=code]", &code).await;
+    page.fill("input[name=new-password]", new_password).await;
+    page.click("button[type=submit]").await;
+    page.wait_for_text("h1", "Log in").await;
+    page.fill("input[name=password]", new_password).await;
+    page.click("button[type=submit]").await;
+    page.wait_for_text("main h1", "Agents").await;
+
+    // The home workspace first, as its owner; the switcher offers the other one.
+    page.wait_for_text("#account-role", "owner").await;
+    let home = page
+        .wait_for(&format!("#account-tenant option[value='{home_tenant}']"))
+        .await;
+    assert!(
+        home.is_selected().await.expect("selected"),
+        "the home workspace is current"
+    );
+    page.select("#account-tenant", owners_tenant).await;
+    page.wait_for_text("#login-tenant", "owner's workspace").await;
+    page.fill("input[name=password]", new_password).await;
+    page.click("button[type=submit]").await;
+    page.wait_for_text("main h1", "Agents").await;
+    page.wait_for_text("#account-role", "operator").await;
+    let current = page
+        .wait_for(&format!("#account-tenant option[value='{owners_tenant}']"))
+        .await;
+    assert!(
+        current.is_selected().await.expect("selected"),
+        "now in the owner's workspace"
+    );
+    // An operator runs scripts but does not manage members.
+    page.wait_for("nav a[href='#/run']").await;
+    page.assert_absent("nav a[href='#/settings/members']", "not for an operator")
+        .await;
 }
 
 #[actix_rt::test]

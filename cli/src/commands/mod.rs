@@ -2,10 +2,13 @@
 //! the `Client`, prints a table or the JSON, and returns the exit status.
 
 pub mod agents;
+pub mod audit;
 pub mod fanout;
 pub mod integrations;
 pub mod jobs;
 pub mod keys;
+pub mod members;
+pub mod password;
 pub mod run;
 pub mod schedules;
 pub mod session;

@@ -12,6 +12,8 @@ import * as jobs from "./jobs.js";
 import * as run from "./run.js";
 import * as schedules from "./schedules.js";
 import * as settings from "./settings.js";
+import * as members from "./members.js";
+import * as audit from "./audit.js";
 
 // `permission`: what `/auth/me` must list for the page (see `can` in api.js).
 const ROUTES = [
@@ -41,8 +43,8 @@ const ROUTES = [
     nav: "integrations",
     permission: "integrations.manage",
   },
-  { pattern: /^\/settings\/members$/, view: settings.membersPage, title: "Members", nav: "members", permission: "members.manage" },
-  { pattern: /^\/audit$/, view: settings.auditPage, title: "Audit trail", nav: "audit", permission: "audit.read" },
+  { pattern: /^\/settings\/members$/, view: members.membersPage, title: "Members", nav: "members", permission: "members.manage" },
+  { pattern: /^\/audit$/, view: audit.auditPage, title: "Audit trail", nav: "audit", permission: "audit.read" },
 ];
 
 // [key, href, label, permission]

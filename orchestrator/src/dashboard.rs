@@ -47,6 +47,8 @@ const ASSETS: &[Asset] = &[
     asset!("fanout.js", "text/javascript; charset=utf-8"),
     asset!("schedules.js", "text/javascript; charset=utf-8"),
     asset!("settings.js", "text/javascript; charset=utf-8"),
+    asset!("members.js", "text/javascript; charset=utf-8"),
+    asset!("audit.js", "text/javascript; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];
 

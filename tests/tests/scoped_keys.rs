@@ -3,9 +3,10 @@
 //! key in an attacker's hands — is refused at every step; rotation by revoke and restart
 //! keeps working; operator keys narrowed to tags and scripts stay inside them.
 
-use scriptmesh_tests::fleet::Fleet;
-use scriptmesh_tests::{AgentSpec, Method, StatusCode};
+use scriptmesh_tests::fleet::{parse_utc_time, Fleet};
+use scriptmesh_tests::{now_ms, wait_for, AgentSpec, Method, StatusCode};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 const HELLO: &str = "#!/bin/sh\necho \"hello from $AGENT_NAME\"\n";
 
@@ -79,7 +80,7 @@ async fn an_agent_key_does_that_agents_work_and_nothing_else() {
         .await
         .assert_error(StatusCode::FORBIDDEN, "outside_key_scope");
     as_w1(Method::POST, "/agent/heartbeat")
-        .json(&json!({"agent_name": "w2", "running_jobs": []}))
+        .json(&json!({"agent_name": "w2", "running_jobs": [], "scripts": []}))
         .send()
         .await
         .assert_error(StatusCode::FORBIDDEN, "outside_key_scope");
@@ -157,8 +158,16 @@ async fn a_name_bound_to_another_live_key_is_not_taken_over_and_rotation_still_w
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     agent.set_env("API_KEY", &created.key);
+    let restarted_at = now_ms();
     agent.restart().await;
-    fleet.wait_for_agent_status("web-1", "online").await;
+    // Online again once it has registered with the new key (its heartbeat is newer).
+    let registered = wait_for(Duration::from_secs(20), || async {
+        let (_, view) = fleet.app.get("/agents/web-1", fleet.token()).await;
+        let beat = view["last_heartbeat"].as_str().and_then(parse_utc_time)?;
+        (beat >= restarted_at / 1000 && view["status"] == "online").then_some(view)
+    })
+    .await;
+    assert!(registered.is_some(), "web-1 did not register again with the new key");
     let job = fleet.trigger_async("web-1", "hello.sh", json!({})).await;
     assert_eq!(
         fleet.finished_job(&job).await["status"],

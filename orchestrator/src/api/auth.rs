@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub const CODE_TTL_MS: i64 = 15 * 60 * 1000;
-pub const MAX_CODE_ATTEMPTS: i32 = 5;
+const MAX_CODE_ATTEMPTS: i32 = 5;
 const MAX_EMAIL_LEN: usize = 254;
 
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -319,10 +319,37 @@ pub fn new_code() -> String {
     format!("{:06}", rand::rng().random_range(0..1_000_000u32))
 }
 
-/// How a code is stored: hashed with what it is for, so a code for one thing is never
-/// taken for another.
-pub fn code_hash(user_id: &str, code: &str) -> String {
-    sha256_hex(&format!("{user_id}:{code}"))
+/// What checking an emailed code against the stored one found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CodeCheck {
+    Good,
+    /// Not the code: counts as a wrong try.
+    Wrong,
+    /// Expired, or tried too often: no code is good any more.
+    Spent,
+}
+
+/// The one rule for emailed codes (verification, password reset, invitation): six digits,
+/// within their time, fewer than [`MAX_CODE_ATTEMPTS`] wrong tries.
+pub fn check_code(code: &str, scope: &str, stored_hash: &str, attempts: i32, expires_at: i64) -> CodeCheck {
+    if attempts >= MAX_CODE_ATTEMPTS || expires_at <= db::now_ms() {
+        return CodeCheck::Spent;
+    }
+    if code.len() != 6 || stored_hash != code_hash(scope, code) {
+        return CodeCheck::Wrong;
+    }
+    CodeCheck::Good
+}
+
+/// What a password reset code is hashed with: never taken for a verification code.
+fn reset_scope(user_id: &str) -> String {
+    format!("reset:{user_id}")
+}
+
+/// How a code is stored: hashed with what it is for (`scope`), so a code for one thing is
+/// never taken for another.
+pub fn code_hash(scope: &str, code: &str) -> String {
+    sha256_hex(&format!("{scope}:{code}"))
 }
 
 /// Confirm an email address with the emailed code.
@@ -355,12 +382,13 @@ async fn verify_email(
     let stored = accounts::find_email_code(&state.db, &user.id)
         .await?
         .ok_or_else(invalid)?;
-    if stored.attempts >= MAX_CODE_ATTEMPTS || stored.expires_at <= db::now_ms() {
-        return Err(invalid());
-    }
-    if code.len() != 6 || stored.code_hash != code_hash(&user.id, code) {
-        accounts::count_wrong_code(&state.db, &user.id).await?;
-        return Err(invalid());
+    match check_code(code, &user.id, &stored.code_hash, stored.attempts, stored.expires_at) {
+        CodeCheck::Good => {}
+        CodeCheck::Spent => return Err(invalid()),
+        CodeCheck::Wrong => {
+            accounts::count_wrong_code(&state.db, &user.id).await?;
+            return Err(invalid());
+        }
     }
     accounts::mark_email_verified(&state.db, &user.id).await?;
     state.audit.record(person_record(
@@ -730,7 +758,7 @@ async fn forgot_password(
                 &state.db,
                 &PasswordReset {
                     user_id: user.id.clone(),
-                    code_hash: code_hash(&format!("reset:{}", user.id), &code),
+                    code_hash: code_hash(&reset_scope(&user.id), &code),
                     expires_at: now + CODE_TTL_MS,
                     attempts: 0,
                     created_at: now,
@@ -793,13 +821,20 @@ async fn reset_password(
     let stored = accounts::find_password_reset(&state.db, &user.id)
         .await?
         .ok_or_else(invalid)?;
-    if stored.attempts >= MAX_CODE_ATTEMPTS || stored.expires_at <= db::now_ms() {
-        return Err(invalid());
-    }
     let code = body.code.trim();
-    if code.len() != 6 || stored.code_hash != code_hash(&format!("reset:{}", user.id), code) {
-        accounts::count_wrong_reset(&state.db, &user.id).await?;
-        return Err(invalid());
+    match check_code(
+        code,
+        &reset_scope(&user.id),
+        &stored.code_hash,
+        stored.attempts,
+        stored.expires_at,
+    ) {
+        CodeCheck::Good => {}
+        CodeCheck::Spent => return Err(invalid()),
+        CodeCheck::Wrong => {
+            accounts::count_wrong_reset(&state.db, &user.id).await?;
+            return Err(invalid());
+        }
     }
     let hash = passwords::hash(body.password, state.config.bcrypt_cost).await?;
     // The code came by email, so the address is proven too.
@@ -869,6 +904,23 @@ async fn change_password(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_are_good_once_in_time_and_for_their_purpose() {
+        let later = db::now_ms() + 60_000;
+        let stored = code_hash("usr_1", "123456");
+        assert_eq!(check_code("123456", "usr_1", &stored, 0, later), CodeCheck::Good);
+        assert_eq!(check_code("123457", "usr_1", &stored, 0, later), CodeCheck::Wrong);
+        assert_eq!(
+            check_code("123456", &reset_scope("usr_1"), &stored, 0, later),
+            CodeCheck::Wrong
+        );
+        assert_eq!(
+            check_code("123456", "usr_1", &stored, MAX_CODE_ATTEMPTS, later),
+            CodeCheck::Spent
+        );
+        assert_eq!(check_code("123456", "usr_1", &stored, 0, 0), CodeCheck::Spent);
+    }
 
     #[test]
     fn emails_are_lowercased_and_checked() {

@@ -4,7 +4,9 @@
 //! once; their next request with an access token is refused too, since every request reads
 //! the membership.
 
-use crate::api::auth::{code_hash, issue_tokens, new_code, normalize_email, rate_limit, TokenPair, MAX_CODE_ATTEMPTS};
+use crate::api::auth::{
+    check_code, code_hash, issue_tokens, new_code, normalize_email, rate_limit, CodeCheck, TokenPair,
+};
 use crate::api::docs::Endpoint;
 use crate::auth::permissions::{Permission, Role};
 use crate::auth::{passwords, Caller};
@@ -340,8 +342,7 @@ async fn accept_invite(
     let invitation = members::invitations_to(&state.db, &email)
         .await?
         .into_iter()
-        .filter(|inv| inv.attempts < MAX_CODE_ATTEMPTS && inv.expires_at > now)
-        .find(|inv| code.len() == 6 && inv.code_hash == code_hash(&inv.id, code));
+        .find(|inv| check_code(code, &inv.id, &inv.code_hash, inv.attempts, inv.expires_at) == CodeCheck::Good);
     let Some(invitation) = invitation else {
         members::count_wrong_code(&state.db, &email).await?;
         return Err(invalid());
